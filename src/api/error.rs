@@ -1,0 +1,68 @@
+//! API errors, each mapped to its HTTP status in one place.
+
+use http::StatusCode;
+
+use crate::chart::ChartError;
+use crate::storage::StorageError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("not found")]
+    RouteNotFound,
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("request too large")]
+    TooLarge,
+    #[error("request body not received in time")]
+    Timeout,
+    #[error("repo has reached storage limit")]
+    StorageLimit,
+    #[error("unsupported file extension")]
+    BadExtension,
+    #[error("{0}")]
+    Chart(#[from] ChartError),
+    #[error("{0}")]
+    Storage(#[from] StorageError),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::RouteNotFound | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRequest(_) | ApiError::Chart(_) => StatusCode::BAD_REQUEST,
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::Conflict(_) => StatusCode::CONFLICT,
+            ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
+            ApiError::StorageLimit => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::BadExtension | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            ApiError::Storage(e) => match e {
+                StorageError::NotFound(_) => StatusCode::NOT_FOUND,
+                StorageError::AlreadyExists(_) => StatusCode::CONFLICT,
+                StorageError::InvalidPath(_) => StatusCode::BAD_REQUEST,
+                StorageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+                StorageError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    /// The message for the JSON body. Storage failures are described without leaking
+    /// server-side paths.
+    pub fn message(&self) -> String {
+        match self {
+            ApiError::Storage(StorageError::NotFound(_)) => "object not found".into(),
+            ApiError::Storage(StorageError::AlreadyExists(_)) => "file already exists".into(),
+            ApiError::Storage(StorageError::Io { .. }) => "storage error".into(),
+            ApiError::Storage(StorageError::Unavailable(_)) => "storage unavailable".into(),
+            other => other.to_string(),
+        }
+    }
+}

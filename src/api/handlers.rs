@@ -1,0 +1,492 @@
+//! One function per endpoint.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::{HeaderValue, Response, StatusCode, header};
+
+use super::route::Endpoint;
+use super::{ApiError, App, Body, empty, full, json_response};
+use crate::chart::{self, Metadata};
+use crate::config::Config;
+use crate::index::versions_json;
+use crate::repository::{Registry, Repo, sha256_hex};
+use crate::storage::{StorageError, join};
+
+const WELCOME: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>chartroom</title>\n</head>\n<body>\n\
+<h1>chartroom</h1>\n<p>This is a Helm chart repository. Add it with\n\
+<code>helm repo add &lt;name&gt; &lt;this URL&gt;</code>.</p>\n</body>\n</html>\n";
+
+pub(super) struct Ctx<'a> {
+    pub app: &'a App,
+    pub cfg: &'a Config,
+    pub registry: &'a Arc<Registry>,
+    pub repo_key: &'a str,
+    pub force: bool,
+    pub query: &'a str,
+    pub content_type: &'a str,
+    pub body: Bytes,
+}
+
+type Result<T> = std::result::Result<T, ApiError>;
+
+fn with_type(mut resp: Response<Body>, ct: &'static str) -> Response<Body> {
+    resp.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+    resp
+}
+
+fn ok_body(data: impl Into<Bytes>, ct: &'static str) -> Response<Body> {
+    with_type(Response::new(full(data)), ct)
+}
+
+fn head_only(status: StatusCode) -> Response<Body> {
+    let mut r = Response::new(empty());
+    *r.status_mut() = status;
+    r
+}
+
+impl Ctx<'_> {
+    pub async fn run(self, endpoint: Endpoint) -> Result<Response<Body>> {
+        match endpoint {
+            Endpoint::Welcome => Ok(ok_body(WELCOME, "text/html")),
+            Endpoint::Health => self.health(),
+            Endpoint::Info => Ok(json_response(
+                StatusCode::OK,
+                format!("{{\"version\":\"{}\"}}", super::VERSION),
+            )),
+            Endpoint::ArtifactHub => self.artifacthub(),
+            Endpoint::Index { head: true } => Ok(head_only(StatusCode::OK)),
+            Endpoint::Index { head: false } => self.index().await,
+            Endpoint::ChartFile { file, head } => self.chart_file(&file, head).await,
+            Endpoint::ListCharts => self.list_charts().await,
+            Endpoint::ChartVersions { name, head } => self.chart_versions(&name, head).await,
+            Endpoint::ChartVersion {
+                name,
+                version,
+                head,
+            } => self.chart_version(&name, &version, head).await,
+            Endpoint::Templates { name, version } => self.templates(&name, &version).await,
+            Endpoint::Values { name, version } => self.values(&name, &version).await,
+            Endpoint::UploadChart => self.upload().await,
+            Endpoint::UploadProv => self.upload_prov_raw().await,
+            Endpoint::Delete { name, version } => self.delete(&name, &version).await,
+        }
+    }
+
+    fn health(&self) -> Result<Response<Body>> {
+        let problem = self.app.storage_problem.load();
+        if problem.is_empty() {
+            Ok(json_response(StatusCode::OK, "{\"healthy\":true}"))
+        } else {
+            let body = serde_json::json!({
+                "healthy": false,
+                "error": problem.as_str(),
+                "storage": self.registry.storage.describe(),
+            });
+            Ok(json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                body.to_string(),
+            ))
+        }
+    }
+
+    fn artifacthub(&self) -> Result<Response<Body>> {
+        match self.cfg.artifact_hub_ids.get(self.repo_key) {
+            Some(id) => {
+                let yaml = serde_norway::to_string(&serde_json::json!({ "repositoryID": id }))
+                    .map_err(|e| ApiError::Internal(e.to_string()))?;
+                Ok(ok_body(yaml, "application/x-yaml"))
+            }
+            None => Err(ApiError::NotFound(
+                "Artifact Hub repository ID not found".into(),
+            )),
+        }
+    }
+
+    async fn repo(&self) -> Result<Arc<Repo>> {
+        let repo = self.registry.repo(self.repo_key).await?;
+        if self.cfg.always_regenerate {
+            repo.refresh(self.registry.storage.as_ref(), &self.registry.settings)
+                .await?;
+        }
+        Ok(repo)
+    }
+
+    async fn index(&self) -> Result<Response<Body>> {
+        let repo = self.repo().await?;
+        let bytes = repo.index().bytes();
+        Ok(ok_body(bytes, "application/x-yaml"))
+    }
+
+    async fn chart_file(&self, file: &str, head: bool) -> Result<Response<Body>> {
+        let ct = if file.ends_with(".tgz") {
+            "application/x-tar"
+        } else if file.ends_with(".tgz.prov") {
+            "application/pgp-signature"
+        } else {
+            return Err(ApiError::BadExtension);
+        };
+        if !chart::is_plain_file_name(file) {
+            return Err(ApiError::NotFound("object not found".into()));
+        }
+        let data = self
+            .registry
+            .storage
+            .get(&join(self.repo_key, file))
+            .await?;
+        if head {
+            let mut r = head_only(StatusCode::OK);
+            r.headers_mut()
+                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+            r.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(data.len()));
+            return Ok(r);
+        }
+        Ok(ok_body(data, ct))
+    }
+
+    async fn list_charts(&self) -> Result<Response<Body>> {
+        let mut offset: Option<usize> = None;
+        let mut limit: Option<usize> = None;
+        for pair in self.query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            match k {
+                "offset" => {
+                    offset = Some(v.parse().map_err(|_| {
+                        ApiError::BadRequest("offset is not a valid non-negative integer".into())
+                    })?)
+                }
+                "limit" => {
+                    let n: usize = v.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+                        ApiError::BadRequest("limit is not a valid positive integer".into())
+                    })?;
+                    limit = Some(n);
+                }
+                _ => {}
+            }
+        }
+        let window = match (offset, limit) {
+            (None, None) => None,
+            (o, l) => Some((o.unwrap_or(0), l.unwrap_or(usize::MAX))),
+        };
+        let repo = self.repo().await?;
+        let body = repo.index().entries_json(window);
+        Ok(json_response(StatusCode::OK, body))
+    }
+
+    async fn chart_versions(&self, name: &str, head: bool) -> Result<Response<Body>> {
+        let repo = self.repo().await?;
+        let body = repo.index().chart_versions(name).map(versions_json);
+        match (body, head) {
+            (Some(_), true) => Ok(head_only(StatusCode::OK)),
+            (Some(b), false) => Ok(json_response(StatusCode::OK, b)),
+            (None, true) => Ok(head_only(StatusCode::NOT_FOUND)),
+            (None, false) => Err(ApiError::NotFound("chart not found".into())),
+        }
+    }
+
+    async fn lookup(&self, name: &str, version: &str) -> Result<Arc<crate::index::Entry>> {
+        let repo = self.repo().await?;
+        let found = repo.index().lookup(name, version);
+        found.map_err(|e| ApiError::NotFound(e.to_string()))
+    }
+
+    async fn chart_version(&self, name: &str, version: &str, head: bool) -> Result<Response<Body>> {
+        match (self.lookup(name, version).await, head) {
+            (Ok(_), true) => Ok(head_only(StatusCode::OK)),
+            (Ok(e), false) => Ok(json_response(StatusCode::OK, e.json.to_string())),
+            (Err(_), true) => Ok(head_only(StatusCode::NOT_FOUND)),
+            (Err(e), false) => Err(e),
+        }
+    }
+
+    async fn chart_files(&self, name: &str, version: &str) -> Result<chart::ChartFiles> {
+        let entry = self.lookup(name, version).await?;
+        let data = self
+            .registry
+            .storage
+            .get(&join(self.repo_key, &entry.file))
+            .await?;
+        chart::read_files(&data).map_err(|e| ApiError::Internal(e.to_string()))
+    }
+
+    async fn templates(&self, name: &str, version: &str) -> Result<Response<Body>> {
+        use base64::Engine;
+        let files = self.chart_files(name, version).await?;
+        let templates: Vec<serde_json::Value> = files
+            .templates
+            .iter()
+            .map(|(n, d)| {
+                serde_json::json!({
+                    "name": format!("templates/{}", n.trim_start_matches("templates/")),
+                    "data": base64::engine::general_purpose::STANDARD.encode(d),
+                })
+            })
+            .collect();
+        let values: serde_json::Value = match &files.values {
+            None => serde_json::Value::Null,
+            Some(v) if v.iter().all(u8::is_ascii_whitespace) => serde_json::json!({}),
+            Some(v) => serde_norway::from_slice(v)
+                .map_err(|e| ApiError::Internal(format!("cannot parse values.yaml: {e}")))?,
+        };
+        let body = serde_json::json!({ "templates": templates, "values": values });
+        Ok(json_response(StatusCode::OK, body.to_string()))
+    }
+
+    async fn values(&self, name: &str, version: &str) -> Result<Response<Body>> {
+        let files = self.chart_files(name, version).await?;
+        match files.values {
+            Some(v) => Ok(ok_body(v, "application/yaml")),
+            None => Err(ApiError::NotFound("values.yaml not found".into())),
+        }
+    }
+
+    fn overwrite_allowed(&self) -> bool {
+        self.cfg.allow_overwrite || (self.force && !self.cfg.disable_force_overwrite)
+    }
+
+    async fn check_storage_limit(&self, file: &str) -> Result<()> {
+        let max = self.cfg.max_storage_objects;
+        if max == 0 {
+            return Ok(());
+        }
+        let objects = self.registry.storage.list(self.repo_key).await?;
+        if objects.len() >= max {
+            let replacing = self.overwrite_allowed() && objects.iter().any(|o| o.name == file);
+            if !replacing {
+                return Err(ApiError::StorageLimit);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores one object, creating it only if absent unless overwriting is allowed.
+    async fn store(
+        &self,
+        file: &str,
+        data: Bytes,
+        conflict: &str,
+    ) -> Result<crate::storage::ObjectMeta> {
+        let storage = &self.registry.storage;
+        let path = join(self.repo_key, file);
+        let res = if self.overwrite_allowed() {
+            storage.put(&path, data).await
+        } else {
+            storage.put_if_absent(&path, data).await
+        };
+        res.map_err(|e| match e {
+            StorageError::AlreadyExists(_) => ApiError::Conflict(conflict.into()),
+            other => ApiError::Storage(other),
+        })
+    }
+
+    async fn upload(&self) -> Result<Response<Body>> {
+        let media = self
+            .content_type
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .to_ascii_lowercase();
+        if media == "multipart/form-data" {
+            return self.upload_multipart().await;
+        }
+        let meta = chart::read_metadata(&self.body)?;
+        let file = meta.file_name();
+        if !chart::is_plain_file_name(&file) {
+            return Err(ApiError::BadRequest(format!(
+                "{file} is improperly formatted"
+            )));
+        }
+        self.check_storage_limit(&file).await?;
+        let repo = self.registry.repo(self.repo_key).await?;
+        self.store_chart(&repo, &meta, self.body.clone(), "file already exists")
+            .await?;
+        Ok(saved())
+    }
+
+    async fn store_chart(
+        &self,
+        repo: &Arc<Repo>,
+        meta: &Metadata,
+        data: Bytes,
+        conflict: &str,
+    ) -> Result<()> {
+        let file = meta.file_name();
+        let digest = sha256_hex(&data);
+        // Replacing uploads are serialised per repository so the index ends up describing the
+        // bytes that stayed in storage.
+        let _guard = if self.overwrite_allowed() {
+            Some(repo.overwrite_lock.lock().await)
+        } else {
+            None
+        };
+        let stored = self.store(&file, data, conflict).await?;
+        repo.record_upload(meta, &digest, &stored);
+        drop(_guard);
+        self.apply_per_chart_limit(repo, &meta.name).await;
+        Ok(())
+    }
+
+    /// Keeps at most `per-chart-limit` versions of a chart: the lowest versions go, with their
+    /// provenance files.
+    async fn apply_per_chart_limit(&self, repo: &Arc<Repo>, name: &str) {
+        let limit = self.cfg.per_chart_limit;
+        if limit == 0 {
+            return;
+        }
+        let extra: Vec<String> = {
+            let idx = repo.index();
+            match idx.chart_versions(name) {
+                Some(list) if list.len() > limit => {
+                    list[limit..].iter().map(|e| e.file.clone()).collect()
+                }
+                _ => return,
+            }
+        };
+        for file in extra {
+            let storage = &self.registry.storage;
+            match storage.delete(&repo.path(&file)).await {
+                Ok(()) | Err(StorageError::NotFound(_)) => {
+                    let _ = storage.delete(&repo.path(&format!("{file}.prov"))).await;
+                    repo.record_delete(&file);
+                    crate::info!("removed old version (per-chart-limit)", "repo" => repo.key.as_str(), "file" => &file);
+                }
+                Err(e) => {
+                    crate::warn!("cannot remove old version", "file" => &file, "error" => &e.to_string())
+                }
+            }
+        }
+    }
+
+    async fn upload_multipart(&self) -> Result<Response<Body>> {
+        let boundary = multer::parse_boundary(self.content_type)
+            .map_err(|e| ApiError::BadRequest(format!("bad multipart request: {e}")))?;
+        let body = self.body.clone();
+        let stream = futures_util::stream::once(async move { Ok::<Bytes, std::io::Error>(body) });
+        let mut form = multer::Multipart::new(stream, boundary);
+        let chart_fields = ["chart", self.cfg.chart_field.as_str()];
+        let prov_fields = ["prov", self.cfg.prov_field.as_str()];
+        let mut chart_data: Option<Bytes> = None;
+        let mut prov_data: Option<Bytes> = None;
+        loop {
+            let field = match form.next_field().await {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => return Err(ApiError::BadRequest(format!("bad multipart request: {e}"))),
+            };
+            let name = field.name().unwrap_or("").to_string();
+            let is_chart = chart_fields.contains(&name.as_str());
+            let is_prov = prov_fields.contains(&name.as_str());
+            let data = field
+                .bytes()
+                .await
+                .map_err(|e| ApiError::BadRequest(format!("bad multipart request: {e}")))?;
+            if is_chart && chart_data.is_none() {
+                chart_data = Some(data);
+            } else if is_prov && prov_data.is_none() {
+                prov_data = Some(data);
+            }
+        }
+        if chart_data.is_none() && prov_data.is_none() {
+            return Err(ApiError::BadRequest(format!(
+                "no package or provenance file found in form fields {} and {}",
+                self.cfg.chart_field, self.cfg.prov_field
+            )));
+        }
+        let meta = match &chart_data {
+            Some(d) => Some(chart::read_metadata(d)?),
+            None => None,
+        };
+        let prov_file = match &prov_data {
+            Some(d) => Some(
+                chart::provenance_file_name(d)
+                    .map_err(|_| ApiError::BadRequest("invalid provenance file".into()))?,
+            ),
+            None => None,
+        };
+        for f in meta
+            .iter()
+            .map(Metadata::file_name)
+            .chain(prov_file.clone())
+        {
+            if !chart::is_plain_file_name(&f) {
+                return Err(ApiError::BadRequest(format!("{f} is improperly formatted")));
+            }
+        }
+        let repo = self.registry.repo(self.repo_key).await?;
+        let storage = &self.registry.storage;
+        if !self.overwrite_allowed() {
+            if let Some(pf) = &prov_file {
+                match storage.get(&repo.path(pf)).await {
+                    Ok(_) => return Err(ApiError::Conflict("chart already exists".into())),
+                    Err(StorageError::NotFound(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+        }
+        if let Some(f) = meta.as_ref().map(Metadata::file_name) {
+            self.check_storage_limit(&f).await?;
+        }
+        if let (Some(meta), Some(data)) = (&meta, chart_data) {
+            self.store_chart(&repo, meta, data, "chart already exists")
+                .await?;
+        }
+        if let (Some(pf), Some(data)) = (prov_file, prov_data) {
+            if let Err(e) = self.store(&pf, data, "chart already exists").await {
+                // Do not leave a chart without the provenance file that came with it.
+                if let Some(meta) = &meta {
+                    let file = meta.file_name();
+                    if !self.overwrite_allowed() && storage.delete(&repo.path(&file)).await.is_ok()
+                    {
+                        repo.record_delete(&file);
+                    }
+                }
+                return Err(e);
+            }
+        }
+        Ok(saved())
+    }
+
+    async fn upload_prov_raw(&self) -> Result<Response<Body>> {
+        let file = chart::provenance_file_name(&self.body)
+            .map_err(|_| ApiError::BadRequest("invalid provenance file".into()))?;
+        if !chart::is_plain_file_name(&file) {
+            return Err(ApiError::BadRequest(format!(
+                "{file} is improperly formatted"
+            )));
+        }
+        self.check_storage_limit(&file).await?;
+        self.store(&file, self.body.clone(), "file already exists")
+            .await?;
+        Ok(saved())
+    }
+
+    async fn delete(&self, name: &str, version: &str) -> Result<Response<Body>> {
+        let file = format!("{name}-{version}.tgz");
+        if !chart::is_plain_file_name(&file) {
+            return Err(ApiError::BadRequest(format!(
+                "{file} is improperly formatted"
+            )));
+        }
+        let repo = self.registry.repo(self.repo_key).await?;
+        let storage = &self.registry.storage;
+        match storage.delete(&repo.path(&file)).await {
+            Ok(()) => {}
+            Err(StorageError::NotFound(_)) => {
+                return Err(ApiError::NotFound(format!(
+                    "chart not found: {name}-{version}"
+                )));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        let _ = storage.delete(&repo.path(&format!("{file}.prov"))).await;
+        repo.record_delete(&file);
+        Ok(json_response(StatusCode::OK, "{\"deleted\":true}"))
+    }
+}
+
+fn saved() -> Response<Body> {
+    json_response(StatusCode::CREATED, "{\"saved\":true}")
+}

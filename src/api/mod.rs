@@ -1,0 +1,330 @@
+//! The HTTP API: request handling independent of how connections are accepted. [`App::handle`]
+//! takes any `http::Request` with a byte body, so handlers are tested in-process.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response, StatusCode, header};
+use http_body_util::combinators::BoxBody;
+use http_body_util::{BodyExt, Full, Limited};
+use subtle::ConstantTimeEq;
+
+pub mod error;
+mod handlers;
+pub mod route;
+
+pub use error::ApiError;
+use route::{Action, Endpoint, Route, RouteError, Router};
+
+use crate::config::Config;
+use crate::log::{self, Level, Val};
+use crate::repository::{Registry, RepoSettings};
+
+pub type Body = BoxBody<Bytes, std::io::Error>;
+
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+pub fn full(data: impl Into<Bytes>) -> Body {
+    Full::new(data.into())
+        .map_err(|never: Infallible| match never {})
+        .boxed()
+}
+
+pub fn empty() -> Body {
+    full(Bytes::new())
+}
+
+/// Settings of the HTTP layer that a reload may change.
+pub struct HttpSettings {
+    pub router: Router,
+    pub cfg: Config,
+    /// `Basic base64(user:pass)` when basic auth is on.
+    pub basic_expected: Option<Vec<u8>>,
+}
+
+impl HttpSettings {
+    pub fn new(cfg: &Config) -> HttpSettings {
+        let basic_expected =
+            (!cfg.basic_user.is_empty() && !cfg.basic_pass.is_empty()).then(|| {
+                use base64::Engine;
+                let token = base64::engine::general_purpose::STANDARD
+                    .encode(format!("{}:{}", cfg.basic_user, cfg.basic_pass));
+                format!("Basic {token}").into_bytes()
+            });
+        HttpSettings {
+            router: Router {
+                context_path: cfg.context_path.clone(),
+                depth: cfg.depth,
+                dynamic: cfg.depth_dynamic,
+                api_enabled: !cfg.disable_api,
+                delete_enabled: !cfg.disable_api && !cfg.disable_delete,
+                artifacthub: !cfg.artifact_hub_ids.is_empty(),
+            },
+            cfg: cfg.clone(),
+            basic_expected,
+        }
+    }
+}
+
+pub fn repo_settings(cfg: &Config) -> RepoSettings {
+    RepoSettings {
+        statefiles: !cfg.disable_statefiles,
+        index_limit: cfg.index_limit,
+        chart_url: cfg.chart_url.clone(),
+        context_path: cfg.context_path.clone(),
+        json_index: cfg.json_index,
+    }
+}
+
+/// Everything a request needs. Both parts can be swapped whole by a reload; a request keeps
+/// the snapshot it started with.
+pub struct App {
+    pub http: ArcSwap<HttpSettings>,
+    pub registry: ArcSwap<Registry>,
+    requests: AtomicU64,
+    /// Last storage problem seen by a refresh, for `/health` (empty when healthy).
+    pub storage_problem: ArcSwap<String>,
+}
+
+impl App {
+    pub fn new(cfg: &Config, registry: Registry) -> App {
+        App {
+            http: ArcSwap::from_pointee(HttpSettings::new(cfg)),
+            registry: ArcSwap::from_pointee(registry),
+            requests: AtomicU64::new(0),
+            storage_problem: ArcSwap::from_pointee(String::new()),
+        }
+    }
+
+    pub fn request_count(&self) -> u64 {
+        self.requests.load(Ordering::Relaxed)
+    }
+
+    /// Handles one request and logs it.
+    pub async fn handle<B>(&self, req: Request<B>) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
+    {
+        let start = Instant::now();
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        let http = self.http.load_full();
+        let registry = self.registry.load_full();
+        let method = req.method().clone();
+        let path = req.uri().path().to_string();
+        let request_id = req
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty() && v.len() <= 200)
+            .map(str::to_string)
+            .unwrap_or_else(new_request_id);
+        let routed = http.router.route(&method, &path);
+        let label = match &routed {
+            Ok(r) => r.endpoint.label(),
+            Err(_) => "none",
+        };
+        let mut resp = match routed {
+            Ok(route) => self.dispatch(&http, &registry, route, req).await,
+            Err(RouteError::NotFound) => error_response(&ApiError::RouteNotFound),
+            Err(RouteError::BadRepo(seg)) => error_response(&ApiError::BadRequest(format!(
+                "invalid repository name {seg:?}"
+            ))),
+        };
+        if let Ok(v) = HeaderValue::from_str(&request_id) {
+            resp.headers_mut().insert("x-request-id", v);
+        }
+        let status = resp.status();
+        let is_health = label == "health";
+        if !is_health || http.cfg.log_health {
+            let level = match status.as_u16() {
+                200..=399 => Level::Info,
+                404 => Level::Warn,
+                _ => Level::Error,
+            };
+            if log::enabled(level) {
+                let bytes = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+                let elapsed = start.elapsed();
+                let latency = if http.cfg.log_latency_integer {
+                    elapsed.as_nanos().to_string()
+                } else {
+                    format!("{elapsed:?}")
+                };
+                log::log(
+                    level,
+                    "request",
+                    &[
+                        ("method", Val::Str(method.as_str())),
+                        ("path", Val::Str(&path)),
+                        ("status", Val::Num(i128::from(status.as_u16()))),
+                        ("bytes", Val::Num(i128::from(bytes))),
+                        ("duration", Val::Str(&latency)),
+                        ("route", Val::Str(label)),
+                        ("reqID", Val::Str(&request_id)),
+                    ],
+                );
+            }
+        }
+        resp
+    }
+
+    async fn dispatch<B>(
+        &self,
+        http: &HttpSettings,
+        registry: &Arc<Registry>,
+        route: Route,
+        req: Request<B>,
+    ) -> Response<Body>
+    where
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
+    {
+        let cfg = &http.cfg;
+        let action = route.endpoint.action();
+        let anonymous_ok = action == Action::None || (action == Action::Pull && cfg.anonymous_get);
+        if let (Some(expected), false) = (&http.basic_expected, anonymous_ok) {
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes())
+                .unwrap_or_default();
+            let same: bool = given.len() == expected.len() && bool::from(given.ct_eq(expected));
+            if !same {
+                let mut resp = error_response(&ApiError::Unauthorized);
+                resp.headers_mut().insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"ChartMuseum\""),
+                );
+                return resp;
+            }
+        }
+        let is_api = route.endpoint.is_api();
+        let force = req.uri().query().is_some_and(|q| {
+            q.split('&')
+                .any(|p| p == "force" || p.starts_with("force="))
+        });
+        let query = req.uri().query().unwrap_or("").to_string();
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+            .to_string();
+        let body = if matches!(route.endpoint, Endpoint::UploadChart | Endpoint::UploadProv) {
+            match read_body(req.into_body(), cfg.max_upload_size, cfg.write_timeout).await {
+                Ok(b) => b,
+                Err(ApiError::TooLarge) => return too_large(),
+                Err(e) => return error_response(&e),
+            }
+        } else {
+            Bytes::new()
+        };
+        let ctx = handlers::Ctx {
+            app: self,
+            cfg,
+            registry,
+            repo_key: &route.repo,
+            force,
+            query: &query,
+            content_type: &content_type,
+            body,
+        };
+        let mut resp = match ctx.run(route.endpoint).await {
+            Ok(r) => r,
+            Err(e) => {
+                if e.status().is_server_error() {
+                    crate::error!("request failed", "error" => &e.to_string());
+                }
+                error_response(&e)
+            }
+        };
+        if is_api && !cfg.cors_allow_origin.is_empty() {
+            if let Ok(v) = HeaderValue::from_str(&cfg.cors_allow_origin) {
+                resp.headers_mut()
+                    .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, v);
+            }
+        }
+        resp
+    }
+}
+
+async fn read_body<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, ApiError>
+where
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
+{
+    if let Some(upper) = http_body::Body::size_hint(&body).upper() {
+        if upper > limit as u64 && http_body::Body::size_hint(&body).lower() > limit as u64 {
+            return Err(ApiError::TooLarge);
+        }
+    }
+    let collect = Limited::new(body, limit).collect();
+    let collected = if timeout.is_zero() {
+        collect.await
+    } else {
+        tokio::time::timeout(timeout, collect)
+            .await
+            .map_err(|_| ApiError::Timeout)?
+    };
+    match collected {
+        Ok(c) => Ok(c.to_bytes()),
+        Err(e) => {
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some()
+            {
+                Err(ApiError::TooLarge)
+            } else {
+                Err(ApiError::BadRequest(format!(
+                    "cannot read request body: {e}"
+                )))
+            }
+        }
+    }
+}
+
+fn new_request_id() -> String {
+    let b: [u8; 16] = rand::random();
+    let h = hex::encode(b);
+    // UUID v4 layout.
+    format!(
+        "{}-{}-4{}-{:x}{}-{}",
+        &h[0..8],
+        &h[8..12],
+        &h[13..16],
+        (b[8] & 0x3) | 0x8,
+        &h[17..20],
+        &h[20..32]
+    )
+}
+
+pub fn json_response(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let body: Bytes = body.into();
+    let mut resp = Response::new(full(body));
+    *resp.status_mut() = status;
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    resp
+}
+
+pub fn error_response(e: &ApiError) -> Response<Body> {
+    let body = serde_json::json!({ "error": e.message() }).to_string();
+    json_response(e.status(), body)
+}
+
+fn too_large() -> Response<Body> {
+    let mut resp = Response::new(full("request too large"));
+    *resp.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+    let h = resp.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    h.insert(header::CONNECTION, HeaderValue::from_static("close"));
+    resp
+}

@@ -1,0 +1,734 @@
+//! Configuration: defaults < config file < environment < command line, all driven by the
+//! table in [`schema`]. ChartMuseum's YAML keys, flags and environment variable names work
+//! unchanged.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub mod example;
+pub mod schema;
+
+use schema::{KEYS, Key, Kind, Support};
+
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/chartroom/chartroom.yaml";
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config file not found: {0}")]
+    FileNotFound(String),
+    #[error("cannot read config file {file}: {message}")]
+    Read { file: String, message: String },
+    #[error("config file must have .yaml/.yml extension (or no extension): {0}")]
+    Extension(String),
+    #[error("{file}: invalid YAML: {message}")]
+    Yaml { file: String, message: String },
+    #[error("{origin}: unknown configuration key {key:?}")]
+    UnknownKey { origin: String, key: String },
+    #[error("{origin}: invalid value {value:?} for {key} (expected {expected})")]
+    BadValue {
+        origin: String,
+        key: String,
+        value: String,
+        expected: String,
+    },
+    #[error("{origin}: {key} is not supported by chartroom: {why}")]
+    Unsupported {
+        origin: String,
+        key: String,
+        why: String,
+    },
+    #[error("unknown command-line option {0:?} (see --help)")]
+    UnknownFlag(String),
+    #[error("option --{0} needs a value")]
+    MissingValue(String),
+    #[error("unexpected argument {0:?}")]
+    Positional(String),
+    #[error("{0}")]
+    Invalid(String),
+}
+
+/// A value together with where it came from, for error messages.
+#[derive(Debug, Clone)]
+struct Raw {
+    value: String,
+    origin: String,
+}
+
+/// What the command line asks for besides configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Serve,
+    Help,
+    Version,
+    GenConfigExample,
+    GenManConfig,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StorageConfig {
+    Local {
+        rootdir: PathBuf,
+    },
+    OpenStack {
+        container: String,
+        prefix: String,
+        region: String,
+        cacert: String,
+        auth: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// The config file that was read, if any.
+    pub file: Option<PathBuf>,
+    pub listen_host: String,
+    pub port: u16,
+    pub workers: usize,
+    pub read_timeout: Duration,
+    pub write_timeout: Duration,
+    pub shutdown_grace: Duration,
+    pub context_path: String,
+    pub debug: bool,
+    pub log_json: bool,
+    pub log_health: bool,
+    pub log_latency_integer: bool,
+    pub storage: StorageConfig,
+    pub cache_interval: Duration,
+    pub disable_statefiles: bool,
+    pub json_index: bool,
+    pub chart_url: String,
+    pub index_limit: usize,
+    pub always_regenerate: bool,
+    pub gen_index: bool,
+    pub disable_api: bool,
+    pub disable_delete: bool,
+    pub allow_overwrite: bool,
+    pub disable_force_overwrite: bool,
+    pub max_upload_size: usize,
+    pub max_storage_objects: usize,
+    pub per_chart_limit: usize,
+    pub chart_field: String,
+    pub prov_field: String,
+    pub cors_allow_origin: String,
+    pub artifact_hub_ids: BTreeMap<String, String>,
+    pub depth: usize,
+    pub depth_dynamic: bool,
+    pub basic_user: String,
+    pub basic_pass: String,
+    pub anonymous_get: bool,
+    /// Warnings found while loading (ignored options that were set), logged at start-up.
+    pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Values of keys that need a restart, for comparing an old and a new config on reload.
+    pub fn restart_only(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("listen.host", self.listen_host.clone()),
+            ("port", self.port.to_string()),
+            ("workers", self.workers.to_string()),
+            ("depth", self.depth.to_string()),
+            ("depthdynamic", self.depth_dynamic.to_string()),
+        ]
+    }
+}
+
+/// The parsed command line: configuration values plus what to do.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub command: Command,
+    pub config_file: Option<String>,
+    flags: Vec<(&'static Key, String)>,
+}
+
+/// Parses `--flag value`, `--flag=value`, bare `--flag` for booleans, `-c FILE`.
+pub fn parse_args(args: &[String]) -> Result<Args, ConfigError> {
+    let mut out = Args {
+        command: Command::Serve,
+        config_file: None,
+        flags: Vec::new(),
+    };
+    let mut i = 0;
+    while i < args.len() {
+        let arg = &args[i];
+        i += 1;
+        let (name, inline) = if let Some(rest) = arg.strip_prefix("--") {
+            match rest.split_once('=') {
+                Some((n, v)) => (n.to_string(), Some(v.to_string())),
+                None => (rest.to_string(), None),
+            }
+        } else if arg == "-c" {
+            ("config".to_string(), None)
+        } else if arg == "-h" {
+            ("help".to_string(), None)
+        } else if arg == "-v" {
+            ("version".to_string(), None)
+        } else {
+            return Err(ConfigError::Positional(arg.clone()));
+        };
+        let mut take_value = |name: &str| -> Result<String, ConfigError> {
+            if let Some(v) = &inline {
+                return Ok(v.clone());
+            }
+            match args.get(i) {
+                Some(v) => {
+                    i += 1;
+                    Ok(v.clone())
+                }
+                None => Err(ConfigError::MissingValue(name.to_string())),
+            }
+        };
+        match name.as_str() {
+            "help" => out.command = Command::Help,
+            "version" => out.command = Command::Version,
+            "gen-config-example" => out.command = Command::GenConfigExample,
+            "gen-man-config" => out.command = Command::GenManConfig,
+            "config" => out.config_file = Some(take_value("config")?),
+            _ => {
+                let key = schema::find_flag(&name).ok_or(ConfigError::UnknownFlag(arg.clone()))?;
+                let value = if key.kind == Kind::Bool && inline.is_none() {
+                    "true".to_string()
+                } else {
+                    take_value(&name)?
+                };
+                out.flags.push((key, value));
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
+    match value {
+        serde_json::Value::Object(map) => {
+            for (k, v) in map {
+                let full = if prefix.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{prefix}.{k}")
+                };
+                // Map-typed keys keep their mapping value whole.
+                let is_map_key = schema::find(&full).is_some_and(|key| key.kind == Kind::Map);
+                if v.is_object() && !is_map_key {
+                    flatten(&full, v, out);
+                } else {
+                    out.push((full, v.clone()));
+                }
+            }
+        }
+        other => out.push((prefix.to_string(), other.clone())),
+    }
+}
+
+fn scalar_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        serde_json::Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+/// Reads a YAML config file into key → raw value.
+fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), ConfigError> {
+    let shown = path.display().to_string();
+    match path.extension().and_then(|e| e.to_str()) {
+        None | Some("yaml") | Some("yml") => {}
+        Some(_) => return Err(ConfigError::Extension(shown)),
+    }
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(ConfigError::FileNotFound(shown));
+        }
+        Err(e) => {
+            return Err(ConfigError::Read {
+                file: shown,
+                message: e.to_string(),
+            });
+        }
+    };
+    let doc: serde_json::Value = if text.iter().all(|b| b.is_ascii_whitespace()) {
+        serde_json::Value::Object(Default::default())
+    } else {
+        serde_norway::from_slice(&text).map_err(|e| ConfigError::Yaml {
+            file: shown.clone(),
+            message: e.to_string(),
+        })?
+    };
+    if !(doc.is_object() || doc.is_null()) {
+        return Err(ConfigError::Yaml {
+            file: shown,
+            message: "the top level must be a mapping of keys".into(),
+        });
+    }
+    let mut pairs = Vec::new();
+    flatten("", &doc, &mut pairs);
+    for (key, value) in pairs {
+        // Wikimedia's old packaging carried a typo'd key; accept it as ChartMuseum did.
+        let key = if key == "disabldelete" {
+            "disabledelete".to_string()
+        } else {
+            key
+        };
+        let def = schema::find(&key).ok_or_else(|| ConfigError::UnknownKey {
+            origin: shown.clone(),
+            key: key.clone(),
+        })?;
+        let text = if def.kind == Kind::Map {
+            match &value {
+                serde_json::Value::Object(m) => m
+                    .iter()
+                    .map(|(k, v)| format!("{k}={}", scalar_text(v)))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+                other => scalar_text(other),
+            }
+        } else if value.is_object() || value.is_array() {
+            return Err(ConfigError::BadValue {
+                origin: shown.clone(),
+                key,
+                value: value.to_string(),
+                expected: def.kind.name().to_string(),
+            });
+        } else {
+            scalar_text(&value)
+        };
+        raw.insert(
+            def.key,
+            Raw {
+                value: text,
+                origin: format!("config file {shown}"),
+            },
+        );
+    }
+    Ok(())
+}
+
+/// Builds the configuration from the command line, the environment (`env` lookups) and the
+/// config file (`--config`, `$CONFIG`, or `/etc/chartroom/chartroom.yaml` when it exists).
+pub fn load(
+    args: &Args,
+    env: &dyn Fn(&str) -> Option<String>,
+    default_file: Option<&Path>,
+) -> Result<Config, ConfigError> {
+    let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
+    let file: Option<PathBuf> = match (&args.config_file, env("CONFIG")) {
+        (Some(f), _) => Some(PathBuf::from(f)),
+        (None, Some(f)) if !f.is_empty() => Some(PathBuf::from(f)),
+        _ => default_file.filter(|p| p.exists()).map(Path::to_path_buf),
+    };
+    if let Some(f) = &file {
+        read_file(f, &mut raw)?;
+    }
+    for key in KEYS {
+        if let Some(v) = env(key.env) {
+            raw.insert(
+                key.key,
+                Raw {
+                    value: v,
+                    origin: format!("environment variable {}", key.env),
+                },
+            );
+        }
+    }
+    let mut map_flags: BTreeMap<&'static str, Vec<String>> = BTreeMap::new();
+    for (key, value) in &args.flags {
+        if key.kind == Kind::Map {
+            map_flags.entry(key.key).or_default().push(value.clone());
+        } else {
+            raw.insert(
+                key.key,
+                Raw {
+                    value: value.clone(),
+                    origin: format!("option --{}", key.flag),
+                },
+            );
+        }
+    }
+    for (key, values) in map_flags {
+        let flag = schema::find(key).map(|k| k.flag).unwrap_or(key);
+        raw.insert(
+            key,
+            Raw {
+                value: values.join("\n"),
+                origin: format!("option --{flag}"),
+            },
+        );
+    }
+    Values {
+        raw,
+        warnings: Vec::new(),
+    }
+    .build(file, env)
+}
+
+struct Values {
+    raw: BTreeMap<&'static str, Raw>,
+    warnings: Vec<String>,
+}
+
+impl Values {
+    fn get(&mut self, key: &'static str) -> Result<(String, String), ConfigError> {
+        let def = schema::find(key)
+            .ok_or_else(|| ConfigError::Invalid(format!("internal: no schema for {key}")))?;
+        Ok(match self.raw.get(key) {
+            Some(r) => (r.value.clone(), r.origin.clone()),
+            None => (def.default.to_string(), "default".to_string()),
+        })
+    }
+
+    fn bad(key: &str, value: &str, origin: &str, expected: &str) -> ConfigError {
+        ConfigError::BadValue {
+            origin: origin.to_string(),
+            key: key.to_string(),
+            value: value.to_string(),
+            expected: expected.to_string(),
+        }
+    }
+
+    fn string(&mut self, key: &'static str) -> Result<String, ConfigError> {
+        Ok(self.get(key)?.0)
+    }
+
+    fn boolean(&mut self, key: &'static str) -> Result<bool, ConfigError> {
+        let (v, origin) = self.get(key)?;
+        parse_bool(&v).ok_or_else(|| Self::bad(key, &v, &origin, "true or false"))
+    }
+
+    fn int(&mut self, key: &'static str) -> Result<u64, ConfigError> {
+        let (v, origin) = self.get(key)?;
+        v.trim()
+            .parse::<u64>()
+            .map_err(|_| Self::bad(key, &v, &origin, "a non-negative whole number"))
+    }
+
+    fn duration(&mut self, key: &'static str) -> Result<Duration, ConfigError> {
+        let (v, origin) = self.get(key)?;
+        parse_duration(&v)
+            .ok_or_else(|| Self::bad(key, &v, &origin, "a duration such as 60s, 5m or 1h30m"))
+    }
+
+    fn map(&mut self, key: &'static str) -> Result<BTreeMap<String, String>, ConfigError> {
+        let (v, _) = self.get(key)?;
+        let mut out = BTreeMap::new();
+        for item in v.lines().map(str::trim).filter(|l| !l.is_empty()) {
+            match item.split_once('=') {
+                Some((k, id)) => out.insert(k.to_string(), id.to_string()),
+                None => out.insert(String::new(), item.to_string()),
+            };
+        }
+        Ok(out)
+    }
+
+    fn check_support(&mut self) -> Result<(), ConfigError> {
+        for key in KEYS {
+            let Some(r) = self.raw.get(key.key) else {
+                continue;
+            };
+            let is_default = match key.kind {
+                Kind::Bool => parse_bool(&r.value) == parse_bool(key.default),
+                _ => r.value == key.default || (r.value.is_empty() && key.default.is_empty()),
+            };
+            if is_default {
+                continue;
+            }
+            match key.support {
+                Support::Yes => {}
+                Support::Ignored => self.warnings.push(format!(
+                    "{}: {} is set but has no effect in chartroom ({})",
+                    r.origin, key.key, key.help
+                )),
+                Support::No => {
+                    return Err(ConfigError::Unsupported {
+                        origin: r.origin.clone(),
+                        key: key.key.to_string(),
+                        why: key.help.to_string(),
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn build(
+        mut self,
+        file: Option<PathBuf>,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<Config, ConfigError> {
+        self.check_support()?;
+        let backend = self.string("storage.backend")?.to_lowercase();
+        let storage = match backend.as_str() {
+            "local" => {
+                let dir = self.string("storage.local.rootdir")?;
+                if dir.is_empty() {
+                    return Err(ConfigError::Invalid(
+                        "Missing required flags(s): --storage-local-rootdir".into(),
+                    ));
+                }
+                StorageConfig::Local {
+                    rootdir: PathBuf::from(dir),
+                }
+            }
+            "openstack" => {
+                let container = self.string("storage.openstack.container")?;
+                if container.is_empty() {
+                    return Err(ConfigError::Invalid(
+                        "Missing required flags(s): --storage-openstack-container".into(),
+                    ));
+                }
+                let auth = self.string("storage.openstack.auth")?.to_lowercase();
+                if auth != "auto" && auth != "v1" {
+                    return Err(ConfigError::Invalid(format!(
+                        "Unsupported OpenStack auth protocol: {auth}"
+                    )));
+                }
+                StorageConfig::OpenStack {
+                    container,
+                    prefix: self.string("storage.openstack.prefix")?,
+                    region: self.string("storage.openstack.region")?,
+                    cacert: self.string("storage.openstack.cacert")?,
+                    auth,
+                }
+            }
+            "" => {
+                return Err(ConfigError::Invalid(
+                    "Missing required flags(s): --storage".into(),
+                ));
+            }
+            other => {
+                return Err(ConfigError::Invalid(format!(
+                    "Unsupported storage backend: {other} (chartroom supports local and openstack)"
+                )));
+            }
+        };
+        let port = self.int("port")?;
+        let port = u16::try_from(port).map_err(|_| {
+            let (v, o) = self.get("port").unwrap_or_default();
+            Self::bad("port", &v, &o, "a port number 0-65535")
+        })?;
+        let mut context_path = self
+            .string("contextpath")?
+            .trim_end_matches('/')
+            .to_string();
+        if !context_path.is_empty() && !context_path.starts_with('/') {
+            context_path.insert(0, '/');
+        }
+        let pass_file = self.string("basicauth.passfile")?;
+        let basic_pass = if pass_file.is_empty() {
+            self.string("basicauth.pass")?
+        } else {
+            read_secret(&pass_file, "basicauth.passfile")?
+        };
+        let workers = (self.int("workers")? as usize).max(1);
+        let chart_url = self.string("charturl")?.trim_end_matches('/').to_string();
+        let _ = env;
+        let cfg = Config {
+            file,
+            listen_host: self.string("listen.host")?,
+            port,
+            workers,
+            read_timeout: Duration::from_secs(self.int("readtimeout")?),
+            write_timeout: Duration::from_secs(self.int("writetimeout")?),
+            shutdown_grace: self.duration("shutdowngrace")?,
+            context_path,
+            debug: self.boolean("debug")?,
+            log_json: self.boolean("logjson")?,
+            log_health: self.boolean("loghealth")?,
+            log_latency_integer: self.boolean("loglatencyinteger")?,
+            storage,
+            cache_interval: self.duration("cacheinterval")?,
+            disable_statefiles: self.boolean("disablestatefiles")?,
+            json_index: self.boolean("json-index")?,
+            chart_url,
+            index_limit: self.int("indexlimit")? as usize,
+            always_regenerate: self.boolean("always-regenerate-chart-index")?,
+            gen_index: self.boolean("genindex")?,
+            disable_api: self.boolean("disableapi")?,
+            disable_delete: self.boolean("disabledelete")?,
+            allow_overwrite: self.boolean("allowoverwrite")?,
+            disable_force_overwrite: self.boolean("disableforceoverwrite")?,
+            max_upload_size: self.int("maxuploadsize")? as usize,
+            max_storage_objects: self.int("maxstorageobjects")? as usize,
+            per_chart_limit: self.int("per-chart-limit")? as usize,
+            chart_field: self.string("chartpostformfieldname")?,
+            prov_field: self.string("provpostformfieldname")?,
+            cors_allow_origin: self.string("cors.alloworigin")?,
+            artifact_hub_ids: self.map("artifact-hub-repo-id")?,
+            depth: self.int("depth")? as usize,
+            depth_dynamic: self.boolean("depthdynamic")?,
+            basic_user: self.string("basicauth.user")?,
+            basic_pass,
+            anonymous_get: self.boolean("authanonymousget")?,
+            warnings: Vec::new(),
+        };
+        // Validate durations and timestamps that are accepted only for compatibility.
+        self.duration("storage.timestamptolerance")?;
+        Ok(Config {
+            warnings: self.warnings,
+            ..cfg
+        })
+    }
+}
+
+/// Reads a secret from a file, without its trailing newline.
+pub fn read_secret(path: &str, key: &str) -> Result<String, ConfigError> {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+        .map_err(|e| ConfigError::Read {
+            file: format!("{path} (from {key})"),
+            message: e.to_string(),
+        })
+}
+
+pub fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim() {
+        "1" | "t" | "T" | "true" | "TRUE" | "True" | "yes" | "on" => Some(true),
+        "0" | "f" | "F" | "false" | "FALSE" | "False" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+/// Go `time.ParseDuration` syntax (`1h30m`, `500ms`, `2.5s`), plus a bare number of seconds.
+pub fn parse_duration(v: &str) -> Option<Duration> {
+    let v = v.trim();
+    if v.is_empty() {
+        return None;
+    }
+    if let Ok(secs) = v.parse::<u64>() {
+        return Some(Duration::from_secs(secs));
+    }
+    let mut total = 0f64;
+    let mut rest = v;
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(rest.len());
+        if num_len == 0 {
+            return None;
+        }
+        let n: f64 = rest[..num_len].parse().ok()?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let scale = match &rest[..unit_len] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total += n * scale;
+    }
+    Some(Duration::from_secs_f64(total))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(a: &[&str]) -> Args {
+        parse_args(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>()).unwrap()
+    }
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    #[test]
+    fn defaults() {
+        let c = load(&args(&[]), &no_env, None).unwrap();
+        assert_eq!(c.port, 8080);
+        assert_eq!(c.listen_host, "127.0.0.1");
+        assert_eq!(c.cache_interval, Duration::from_secs(60));
+        assert_eq!(c.max_upload_size, 20_971_520);
+        assert_eq!(
+            c.storage,
+            StorageConfig::Local {
+                rootdir: "./chartstorage".into()
+            }
+        );
+    }
+
+    #[test]
+    fn precedence_flag_over_env_over_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(
+            &f,
+            "port: 1000\nstorage:\n  backend: local\n  local:\n    rootdir: /x\nbasicauth: {user: u, pass: p}\nstorage.timestamptolerance: 1s\n",
+        )
+        .unwrap();
+        let fs = f.to_str().unwrap();
+        let env = |k: &str| (k == "PORT").then(|| "2000".to_string());
+        let c = load(&args(&["--config", fs]), &no_env, None).unwrap();
+        assert_eq!(c.port, 1000);
+        assert_eq!(c.basic_user, "u");
+        let c = load(&args(&["--config", fs]), &env, None).unwrap();
+        assert_eq!(c.port, 2000);
+        let c = load(&args(&["--config", fs, "--port=3000"]), &env, None).unwrap();
+        assert_eq!(c.port, 3000);
+    }
+
+    #[test]
+    fn errors_name_key_and_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.yaml");
+        std::fs::write(&f, "prot: 1\n").unwrap();
+        let e = load(&args(&["-c", f.to_str().unwrap()]), &no_env, None).unwrap_err();
+        assert!(
+            e.to_string().contains("prot") && e.to_string().contains("c.yaml"),
+            "{e}"
+        );
+        std::fs::write(&f, "port: banana\n").unwrap();
+        let e = load(&args(&["-c", f.to_str().unwrap()]), &no_env, None).unwrap_err();
+        assert!(
+            e.to_string().contains("port") && e.to_string().contains("c.yaml"),
+            "{e}"
+        );
+        let e = load(&args(&["-c", "/nonexistent.yaml"]), &no_env, None).unwrap_err();
+        assert_eq!(e.to_string(), "config file not found: /nonexistent.yaml");
+        let e = load(&args(&["--storage", "garage"]), &no_env, None).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("Unsupported storage backend: garage")
+        );
+        let e = load(&args(&["--tls-cert", "x.pem"]), &no_env, None).unwrap_err();
+        assert!(e.to_string().contains("tls.cert"));
+        assert!(parse_args(&["--nope".to_string()]).is_err());
+    }
+
+    #[test]
+    fn durations_and_maps() {
+        assert_eq!(parse_duration("5m"), Some(Duration::from_secs(300)));
+        assert_eq!(parse_duration("1h30m"), Some(Duration::from_secs(5400)));
+        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
+        assert_eq!(parse_duration("0"), Some(Duration::ZERO));
+        assert_eq!(parse_duration("5x"), None);
+        let c = load(
+            &args(&[
+                "--artifact-hub-repo-id",
+                "root",
+                "--artifact-hub-repo-id",
+                "org=x",
+            ]),
+            &no_env,
+            None,
+        )
+        .unwrap();
+        assert_eq!(c.artifact_hub_ids.get(""), Some(&"root".to_string()));
+        assert_eq!(c.artifact_hub_ids.get("org"), Some(&"x".to_string()));
+    }
+}
+
+impl Args {
+    /// The configuration values given on the command line, by key.
+    pub fn flag_values(&self) -> Vec<(&'static str, String)> {
+        self.flags.iter().map(|(k, v)| (k.key, v.clone())).collect()
+    }
+}

@@ -1,0 +1,819 @@
+//! The one table of every configuration key: its type, default, command-line flag, environment
+//! variable and meaning. Parsing, `--help`, the example `chartroom.yaml` and the
+//! `chartroom.yaml(5)` man page are all generated from it.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Str,
+    Bool,
+    Int,
+    /// Go-style durations (`60s`, `5m`, `1h30m`); a bare number means seconds.
+    Duration,
+    /// `key=value` pairs; the flag may be repeated.
+    Map,
+}
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::Str => "string",
+            Kind::Bool => "bool",
+            Kind::Int => "int",
+            Kind::Duration => "duration",
+            Kind::Map => "map",
+        }
+    }
+}
+
+/// Whether chartroom acts on a key. ChartMuseum keys for features chartroom does not have are
+/// still accepted (so an existing chartmuseum.yaml loads); setting them to anything but their
+/// default is refused or warned about, never silently ignored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Support {
+    Yes,
+    /// Accepted; a non-default value only logs a warning (deprecated no-ops, cosmetic options).
+    Ignored,
+    /// A non-default value is a configuration error.
+    No,
+}
+
+/// When a changed value takes effect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reload {
+    /// Picked up by `systemctl reload` (SIGHUP).
+    Live,
+    /// Needs a restart; a reload logs that it is left as it was.
+    Restart,
+}
+
+#[derive(Debug)]
+pub struct Key {
+    pub key: &'static str,
+    pub kind: Kind,
+    pub default: &'static str,
+    pub flag: &'static str,
+    pub env: &'static str,
+    pub help: &'static str,
+    pub support: Support,
+    pub reload: Reload,
+}
+
+const fn k(
+    key: &'static str,
+    kind: Kind,
+    default: &'static str,
+    flag: &'static str,
+    env: &'static str,
+    help: &'static str,
+) -> Key {
+    Key {
+        key,
+        kind,
+        default,
+        flag,
+        env,
+        help,
+        support: Support::Yes,
+        reload: Reload::Live,
+    }
+}
+
+const fn restart(mut key: Key) -> Key {
+    key.reload = Reload::Restart;
+    key
+}
+
+const fn ignored(mut key: Key) -> Key {
+    key.support = Support::Ignored;
+    key
+}
+
+const fn unsupported(mut key: Key) -> Key {
+    key.support = Support::No;
+    key
+}
+
+use Kind::*;
+
+pub static KEYS: &[Key] = &[
+    // Listening and runtime.
+    restart(k(
+        "listen.host",
+        Str,
+        "127.0.0.1",
+        "listen-host",
+        "LISTEN_HOST",
+        "Address to listen on when no sockets are passed by systemd. Use 0.0.0.0 or :: to listen on all interfaces.",
+    )),
+    restart(k(
+        "port",
+        Int,
+        "8080",
+        "port",
+        "PORT",
+        "TCP port to listen on.",
+    )),
+    restart(k(
+        "workers",
+        Int,
+        "1",
+        "workers",
+        "WORKERS",
+        "Runtime worker threads; 1 runs the whole server on one thread.",
+    )),
+    k(
+        "readtimeout",
+        Int,
+        "30",
+        "read-timeout",
+        "READ_TIMEOUT",
+        "Seconds a client may take to send a request's headers.",
+    ),
+    k(
+        "writetimeout",
+        Int,
+        "30",
+        "write-timeout",
+        "WRITE_TIMEOUT",
+        "Seconds a request may take from its headers to the end of its response.",
+    ),
+    k(
+        "shutdowngrace",
+        Duration,
+        "30s",
+        "shutdown-grace",
+        "SHUTDOWN_GRACE",
+        "On SIGTERM/SIGINT, how long requests in flight may take to finish.",
+    ),
+    k(
+        "contextpath",
+        Str,
+        "",
+        "context-path",
+        "CONTEXT_PATH",
+        "Serve everything below this path prefix, e.g. /charts.",
+    ),
+    // Logging.
+    k(
+        "debug",
+        Bool,
+        "false",
+        "debug",
+        "DEBUG",
+        "Log at debug level.",
+    ),
+    k(
+        "logjson",
+        Bool,
+        "false",
+        "log-json",
+        "LOG_JSON",
+        "Write logs as JSON objects, one per line.",
+    ),
+    k(
+        "loghealth",
+        Bool,
+        "false",
+        "log-health",
+        "LOG_HEALTH",
+        "Log requests to /health too.",
+    ),
+    k(
+        "loglatencyinteger",
+        Bool,
+        "false",
+        "log-latency-integer",
+        "LOG_LATENCY_INTEGER",
+        "Log request latency as integer nanoseconds instead of a duration string.",
+    ),
+    // Storage.
+    k(
+        "storage.backend",
+        Str,
+        "local",
+        "storage",
+        "STORAGE",
+        "Storage backend: local or openstack.",
+    ),
+    k(
+        "storage.local.rootdir",
+        Str,
+        "./chartstorage",
+        "storage-local-rootdir",
+        "STORAGE_LOCAL_ROOTDIR",
+        "Directory holding the charts, for the local backend.",
+    ),
+    k(
+        "storage.timestamptolerance",
+        Duration,
+        "0s",
+        "storage-timestamp-tolerance",
+        "STORAGE_TIMESTAMP_TOLERANCE",
+        "Accepted for compatibility; chartroom compares size and modification time exactly.",
+    ),
+    k(
+        "storage.openstack.container",
+        Str,
+        "",
+        "storage-openstack-container",
+        "STORAGE_OPENSTACK_CONTAINER",
+        "Swift container holding the charts.",
+    ),
+    k(
+        "storage.openstack.prefix",
+        Str,
+        "",
+        "storage-openstack-prefix",
+        "STORAGE_OPENSTACK_PREFIX",
+        "Object name prefix inside the container.",
+    ),
+    k(
+        "storage.openstack.region",
+        Str,
+        "",
+        "storage-openstack-region",
+        "STORAGE_OPENSTACK_REGION",
+        "Region of the object-store endpoint (Keystone auth).",
+    ),
+    k(
+        "storage.openstack.cacert",
+        Str,
+        "",
+        "storage-openstack-cacert",
+        "STORAGE_OPENSTACK_CACERT",
+        "PEM file of CA certificates for Swift and Keystone.",
+    ),
+    k(
+        "storage.openstack.auth",
+        Str,
+        "auto",
+        "storage-openstack-auth",
+        "STORAGE_OPENSTACK_AUTH",
+        "Swift auth protocol: auto (Keystone, OS_* variables) or v1 (ST_AUTH, ST_USER, ST_KEY).",
+    ),
+    unsupported(k(
+        "storage.amazon.bucket",
+        Str,
+        "",
+        "storage-amazon-bucket",
+        "STORAGE_AMAZON_BUCKET",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.amazon.prefix",
+        Str,
+        "",
+        "storage-amazon-prefix",
+        "STORAGE_AMAZON_PREFIX",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.amazon.region",
+        Str,
+        "",
+        "storage-amazon-region",
+        "STORAGE_AMAZON_REGION",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.amazon.endpoint",
+        Str,
+        "",
+        "storage-amazon-endpoint",
+        "STORAGE_AMAZON_ENDPOINT",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.amazon.sse",
+        Str,
+        "",
+        "storage-amazon-sse",
+        "STORAGE_AMAZON_SSE",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.amazon.forcepathstyle",
+        Bool,
+        "true",
+        "storage-amazon-force-path-style",
+        "STORAGE_AMAZON_FORCE_PATH_STYLE",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.google.bucket",
+        Str,
+        "",
+        "storage-google-bucket",
+        "STORAGE_GOOGLE_BUCKET",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.google.prefix",
+        Str,
+        "",
+        "storage-google-prefix",
+        "STORAGE_GOOGLE_PREFIX",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.microsoft.container",
+        Str,
+        "",
+        "storage-microsoft-container",
+        "STORAGE_MICROSOFT_CONTAINER",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.microsoft.prefix",
+        Str,
+        "",
+        "storage-microsoft-prefix",
+        "STORAGE_MICROSOFT_PREFIX",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.oracle.bucket",
+        Str,
+        "",
+        "storage-oracle-bucket",
+        "STORAGE_ORACLE_BUCKET",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.oracle.prefix",
+        Str,
+        "",
+        "storage-oracle-prefix",
+        "STORAGE_ORACLE_PREFIX",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.oracle.region",
+        Str,
+        "",
+        "storage-oracle-region",
+        "STORAGE_ORACLE_REGION",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.oracle.compartmentid",
+        Str,
+        "",
+        "storage-oracle-compartmentid",
+        "STORAGE_ORACLE_COMPARTMENTID",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.alibaba.bucket",
+        Str,
+        "",
+        "storage-alibaba-bucket",
+        "STORAGE_ALIBABA_BUCKET",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.alibaba.prefix",
+        Str,
+        "",
+        "storage-alibaba-prefix",
+        "STORAGE_ALIBABA_PREFIX",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.alibaba.endpoint",
+        Str,
+        "",
+        "storage-alibaba-endpoint",
+        "STORAGE_ALIBABA_ENDPOINT",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.alibaba.sse",
+        Str,
+        "",
+        "storage-alibaba-sse",
+        "STORAGE_ALIBABA_SSE",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.baidu.bucket",
+        Str,
+        "",
+        "storage-baidu-bucket",
+        "STORAGE_BAIDU_BUCKET",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.baidu.prefix",
+        Str,
+        "",
+        "storage-baidu-prefix",
+        "STORAGE_BAIDU_PREFIX",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.baidu.endpoint",
+        Str,
+        "",
+        "storage-baidu-endpoint",
+        "STORAGE_BAIDU_ENDPOINT",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.etcd.endpoint",
+        Str,
+        "http://localhost:2379",
+        "storage-etcd-endpoint",
+        "STORAGE_ETCD_ENDPOINT",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.etcd.cafile",
+        Str,
+        "",
+        "storage-etcd-cafile",
+        "STORAGE_ETCD_CAFILE",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.etcd.certfile",
+        Str,
+        "",
+        "storage-etcd-certfile",
+        "STORAGE_ETCD_CERTFILE",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.etcd.keyfile",
+        Str,
+        "",
+        "storage-etcd-keyfile",
+        "STORAGE_ETCD_KEYFILE",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.etcd.prefix",
+        Str,
+        "",
+        "storage-etcd-prefix",
+        "STORAGE_ETCD_PREFIX",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.tencent.bucket",
+        Str,
+        "",
+        "storage-tencent-bucket",
+        "STORAGE_TENCENT_BUCKET",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.tencent.prefix",
+        Str,
+        "",
+        "storage-tencent-prefix",
+        "STORAGE_TENCENT_PREFIX",
+        "Not supported by chartroom.",
+    )),
+    unsupported(k(
+        "storage.tencent.endpoint",
+        Str,
+        "",
+        "storage-tencent-endpoint",
+        "STORAGE_TENCENT_ENDPOINT",
+        "Not supported by chartroom.",
+    )),
+    // Index.
+    k(
+        "cacheinterval",
+        Duration,
+        "60s",
+        "cache-interval",
+        "CACHE_INTERVAL",
+        "How often each repository's index is reconciled with storage (changes made directly in storage show up within this time); 0 turns it off.",
+    ),
+    k(
+        "disablestatefiles",
+        Bool,
+        "false",
+        "disable-statefiles",
+        "DISABLE_STATEFILES",
+        "Do not read or write the index state file (chartroom-state.json) in storage.",
+    ),
+    k(
+        "json-index",
+        Bool,
+        "false",
+        "json-index",
+        "JSON_INDEX",
+        "Serve index.yaml as JSON (Helm 3.13 and later read it).",
+    ),
+    k(
+        "charturl",
+        Str,
+        "",
+        "chart-url",
+        "CHART_URL",
+        "Absolute base URL for chart links in index.yaml, e.g. https://charts.example.org; relative links when empty.",
+    ),
+    k(
+        "indexlimit",
+        Int,
+        "0",
+        "index-limit",
+        "INDEX_LIMIT",
+        "How many packages are read from storage at once while indexing; 0 means the default (8).",
+    ),
+    k(
+        "always-regenerate-chart-index",
+        Bool,
+        "false",
+        "always-regenerate-chart-index",
+        "ALWAYS_REGENERATE_CHART_INDEX",
+        "Reconcile the index with storage on every index read (slow; for storage changed by others without a cache interval).",
+    ),
+    k(
+        "genindex",
+        Bool,
+        "false",
+        "gen-index",
+        "GEN_INDEX",
+        "Print the index of the root repository to standard output and exit.",
+    ),
+    // Uploads and API.
+    k(
+        "disableapi",
+        Bool,
+        "false",
+        "disable-api",
+        "DISABLE_API",
+        "Turn off every /api route.",
+    ),
+    k(
+        "disabledelete",
+        Bool,
+        "false",
+        "disable-delete",
+        "DISABLE_DELETE",
+        "Turn off DELETE /api/charts/<name>/<version>.",
+    ),
+    k(
+        "allowoverwrite",
+        Bool,
+        "false",
+        "allow-overwrite",
+        "ALLOW_OVERWRITE",
+        "Let an upload replace an existing chart version.",
+    ),
+    k(
+        "disableforceoverwrite",
+        Bool,
+        "false",
+        "disable-force-overwrite",
+        "DISABLE_FORCE_OVERWRITE",
+        "Refuse ?force on uploads (no replacing of existing versions unless allowoverwrite).",
+    ),
+    k(
+        "maxuploadsize",
+        Int,
+        "20971520",
+        "max-upload-size",
+        "MAX_UPLOAD_SIZE",
+        "Largest request body accepted, in bytes.",
+    ),
+    k(
+        "maxstorageobjects",
+        Int,
+        "0",
+        "max-storage-objects",
+        "MAX_STORAGE_OBJECTS",
+        "Most objects a repository may hold (0 = no limit).",
+    ),
+    k(
+        "per-chart-limit",
+        Int,
+        "0",
+        "per-chart-limit",
+        "PER_CHART_LIMIT",
+        "Most versions kept per chart; an upload beyond it removes the lowest version (0 = no limit).",
+    ),
+    k(
+        "chartpostformfieldname",
+        Str,
+        "chart",
+        "chart-post-form-field-name",
+        "CHART_POST_FORM_FIELD_NAME",
+        "Multipart form field that carries the chart package (chart is always accepted too).",
+    ),
+    k(
+        "provpostformfieldname",
+        Str,
+        "prov",
+        "prov-post-form-field-name",
+        "PROV_POST_FORM_FIELD_NAME",
+        "Multipart form field that carries the provenance file (prov is always accepted too).",
+    ),
+    k(
+        "cors.alloworigin",
+        Str,
+        "",
+        "cors-alloworigin",
+        "CORS_ALLOW_ORIGIN",
+        "Value of Access-Control-Allow-Origin on /api responses.",
+    ),
+    k(
+        "artifact-hub-repo-id",
+        Map,
+        "",
+        "artifact-hub-repo-id",
+        "ARTIFACT_HUB_REPO_ID",
+        "Artifact Hub repository ID served at artifacthub-repo.yml: ID for the root repository, or repo=ID; repeat the flag for several.",
+    ),
+    // Repositories.
+    restart(k(
+        "depth",
+        Int,
+        "0",
+        "depth",
+        "DEPTH",
+        "Number of path segments naming a repository (multitenancy); 0 serves one repository.",
+    )),
+    restart(k(
+        "depthdynamic",
+        Bool,
+        "false",
+        "depth-dynamic",
+        "DEPTH_DYNAMIC",
+        "Let each request's path decide how many segments name the repository.",
+    )),
+    // Auth.
+    k(
+        "basicauth.user",
+        Str,
+        "",
+        "basic-auth-user",
+        "BASIC_AUTH_USER",
+        "HTTP basic auth user name.",
+    ),
+    k(
+        "basicauth.pass",
+        Str,
+        "",
+        "basic-auth-pass",
+        "BASIC_AUTH_PASS",
+        "HTTP basic auth password.",
+    ),
+    k(
+        "basicauth.passfile",
+        Str,
+        "",
+        "basic-auth-pass-file",
+        "BASIC_AUTH_PASS_FILE",
+        "File holding the basic auth password (re-read on reload); overrides basicauth.pass.",
+    ),
+    k(
+        "authanonymousget",
+        Bool,
+        "false",
+        "auth-anonymous-get",
+        "AUTH_ANONYMOUS_GET",
+        "Allow reads (GET and HEAD) without credentials.",
+    ),
+    unsupported(k(
+        "bearerauth",
+        Bool,
+        "false",
+        "bearer-auth",
+        "BEARER_AUTH",
+        "Not supported by chartroom yet.",
+    )),
+    unsupported(k(
+        "authrealm",
+        Str,
+        "",
+        "auth-realm",
+        "AUTH_REALM",
+        "Not supported by chartroom yet.",
+    )),
+    unsupported(k(
+        "authservice",
+        Str,
+        "",
+        "auth-service",
+        "AUTH_SERVICE",
+        "Not supported by chartroom yet.",
+    )),
+    unsupported(k(
+        "authcertpath",
+        Str,
+        "",
+        "auth-cert-path",
+        "AUTH_CERT_PATH",
+        "Not supported by chartroom yet.",
+    )),
+    unsupported(k(
+        "authactionssearchpath",
+        Str,
+        "",
+        "auth-actions-search-path",
+        "AUTH_ACTIONS_SEARCH_PATH",
+        "Not supported by chartroom yet.",
+    )),
+    unsupported(k(
+        "tls.cert",
+        Str,
+        "",
+        "tls-cert",
+        "TLS_CERT",
+        "Not supported by chartroom yet; terminate TLS in front of it.",
+    )),
+    unsupported(k(
+        "tls.key",
+        Str,
+        "",
+        "tls-key",
+        "TLS_KEY",
+        "Not supported by chartroom yet; terminate TLS in front of it.",
+    )),
+    unsupported(k(
+        "tls.cacert",
+        Str,
+        "",
+        "tls-ca-cert",
+        "TLS_CA_CERT",
+        "Not supported by chartroom yet.",
+    )),
+    unsupported(k(
+        "cache.store",
+        Str,
+        "",
+        "cache",
+        "CACHE",
+        "Not needed: chartroom keeps its index in memory and storage.",
+    )),
+    unsupported(k(
+        "cache.redis.addr",
+        Str,
+        "",
+        "cache-redis-addr",
+        "CACHE_REDIS_ADDR",
+        "Not needed by chartroom.",
+    )),
+    unsupported(k(
+        "cache.redis.password",
+        Str,
+        "",
+        "cache-redis-password",
+        "CACHE_REDIS_PASSWORD",
+        "Not needed by chartroom.",
+    )),
+    unsupported(k(
+        "cache.redis.db",
+        Int,
+        "0",
+        "cache-redis-db",
+        "CACHE_REDIS_DB",
+        "Not needed by chartroom.",
+    )),
+    // Cosmetic and deprecated ChartMuseum options.
+    ignored(k(
+        "enablemetrics",
+        Bool,
+        "false",
+        "enable-metrics",
+        "ENABLE_METRICS",
+        "Accepted; chartroom has no /metrics endpoint yet.",
+    )),
+    ignored(k(
+        "disablemetrics",
+        Bool,
+        "false",
+        "disable-metrics",
+        "DISABLE_METRICS",
+        "Deprecated in ChartMuseum; no effect.",
+    )),
+    ignored(k(
+        "enforce-semver2",
+        Bool,
+        "false",
+        "enforce-semver2",
+        "ENFORCE_SEMVER2",
+        "Deprecated in ChartMuseum; no effect.",
+    )),
+    ignored(k(
+        "web-template-path",
+        Str,
+        "",
+        "web-template-path",
+        "WEB_TEMPLATE_PATH",
+        "Accepted; chartroom serves its built-in welcome page.",
+    )),
+];
+
+pub fn find(key: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.key == key)
+}
+
+pub fn find_flag(flag: &str) -> Option<&'static Key> {
+    KEYS.iter().find(|k| k.flag == flag)
+}

@@ -1,0 +1,147 @@
+//! Listening sockets: inherited from systemd (`LISTEN_FDS`, `LISTEN_PID`, `LISTEN_FDNAMES`) or
+//! bound from the configuration.
+
+use std::os::fd::{FromRawFd, RawFd};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error("invalid LISTEN_FDS value {0:?}")]
+    BadCount(String),
+    #[error("inherited fd {fd}{name}: {why}")]
+    BadFd {
+        fd: RawFd,
+        name: String,
+        why: String,
+    },
+}
+
+pub enum Listener {
+    Tcp(tokio::net::TcpListener),
+    Unix(tokio::net::UnixListener),
+}
+
+impl Listener {
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map(|a| format!("tcp:{a}"))
+                .unwrap_or_else(|_| "tcp:?".into()),
+            Listener::Unix(l) => l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| format!("unix:{}", p.display())))
+                .unwrap_or_else(|| "unix:(unnamed)".into()),
+        }
+    }
+}
+
+const SD_LISTEN_FDS_START: RawFd = 3;
+
+fn sockopt(fd: RawFd, opt: libc::c_int) -> std::io::Result<libc::c_int> {
+    let mut val: libc::c_int = 0;
+    let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
+    // SAFETY: getsockopt writes at most `len` bytes into `val`, which we own.
+    let r = unsafe {
+        libc::getsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            opt,
+            (&mut val as *mut libc::c_int).cast(),
+            &mut len,
+        )
+    };
+    if r == 0 {
+        Ok(val)
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Takes the sockets systemd passed, if any were passed to this process. Each must be a
+/// listening stream socket (TCP over IPv4/IPv6, or Unix).
+pub fn inherited() -> Result<Option<Vec<Listener>>, ListenError> {
+    let Ok(count) = std::env::var("LISTEN_FDS") else {
+        return Ok(None);
+    };
+    if let Ok(pid) = std::env::var("LISTEN_PID") {
+        if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
+            return Ok(None);
+        }
+    }
+    let n: RawFd = count
+        .trim()
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ListenError::BadCount(count.clone()))?;
+    let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
+        .map(|s| s.split(':').map(str::to_string).collect())
+        .unwrap_or_default();
+    let mut out = Vec::new();
+    for i in 0..n {
+        let fd = SD_LISTEN_FDS_START + i;
+        let name = names
+            .get(i as usize)
+            .map(|n| format!(" ({n})"))
+            .unwrap_or_default();
+        let bad = |why: String| ListenError::BadFd {
+            fd,
+            name: name.clone(),
+            why,
+        };
+        let ty = sockopt(fd, libc::SO_TYPE).map_err(|e| bad(format!("not a socket: {e}")))?;
+        if ty != libc::SOCK_STREAM {
+            return Err(bad("not a stream socket".into()));
+        }
+        let listening = sockopt(fd, libc::SO_ACCEPTCONN).map_err(|e| bad(e.to_string()))?;
+        if listening == 0 {
+            return Err(bad("socket is not listening".into()));
+        }
+        let family = sockopt(fd, libc::SO_DOMAIN).map_err(|e| bad(e.to_string()))?;
+        // SAFETY: fd was passed to us by the service manager and is owned from here on.
+        unsafe {
+            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
+        }
+        let listener = match family {
+            libc::AF_INET | libc::AF_INET6 => {
+                // SAFETY: a listening TCP socket we own (checked above).
+                let std = unsafe { std::net::TcpListener::from_raw_fd(fd) };
+                std.set_nonblocking(true).map_err(|e| bad(e.to_string()))?;
+                Listener::Tcp(
+                    tokio::net::TcpListener::from_std(std).map_err(|e| bad(e.to_string()))?,
+                )
+            }
+            libc::AF_UNIX => {
+                // SAFETY: a listening Unix stream socket we own (checked above).
+                let std = unsafe { std::os::unix::net::UnixListener::from_raw_fd(fd) };
+                std.set_nonblocking(true).map_err(|e| bad(e.to_string()))?;
+                Listener::Unix(
+                    tokio::net::UnixListener::from_std(std).map_err(|e| bad(e.to_string()))?,
+                )
+            }
+            other => return Err(bad(format!("unsupported address family {other}"))),
+        };
+        out.push(listener);
+    }
+    Ok(Some(out))
+}
+
+/// Binds `host:port` (IPv6 literals with or without brackets).
+pub async fn bind(host: &str, port: u16) -> Result<Listener, ListenError> {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let addr = if host.contains(':') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    };
+    tokio::net::TcpListener::bind(&addr)
+        .await
+        .map(Listener::Tcp)
+        .map_err(|source| ListenError::Bind { addr, source })
+}

@@ -1,0 +1,438 @@
+//! The in-memory index of one repository. Each chart version is rendered once, to a YAML
+//! fragment and a JSON fragment, when it enters the index; `index.yaml` is the concatenation of
+//! those fragments, built at most once per change and then served as shared bytes.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+
+use crate::chart::Metadata;
+use crate::timefmt;
+use crate::version::{Constraint, Version, cmp_desc};
+
+/// One chart version as the index shows it.
+#[derive(Debug)]
+pub struct Entry {
+    pub name: String,
+    pub version: String,
+    /// Storage file name (`mychart-0.1.0.tgz`), relative to the repository.
+    pub file: String,
+    sort_key: Option<Version>,
+    /// `- apiVersion: ...` item, indented to sit under `  <name>:` in index.yaml.
+    yaml: Box<str>,
+    /// Compact JSON object (Helm's ChartVersion).
+    pub json: Box<str>,
+}
+
+impl Entry {
+    /// Renders an entry from its ChartVersion JSON object (metadata + created + digest); the
+    /// `urls` field is (re)computed from `url`.
+    pub fn from_value(mut obj: Map<String, Value>, file: &str, url: &str) -> Option<Entry> {
+        obj.insert("urls".into(), Value::Array(vec![Value::String(url.into())]));
+        let name = obj.get("name")?.as_str()?.to_string();
+        let version = obj.get("version")?.as_str()?.to_string();
+        let value = Value::Object(obj);
+        let json = serde_json::to_string(&value).ok()?;
+        let plain = serde_norway::to_string(&value).ok()?;
+        let mut yaml = String::with_capacity(plain.len() + plain.len() / 8 + 8);
+        for (i, line) in plain.lines().enumerate() {
+            yaml.push_str(if i == 0 { "  - " } else { "    " });
+            // Timestamps are quoted, as Helm writes them, so YAML 1.1 readers keep strings.
+            match line.strip_prefix("created: ") {
+                Some(ts) if !ts.starts_with(['"', '\'']) => {
+                    yaml.push_str("created: \"");
+                    yaml.push_str(ts);
+                    yaml.push('"');
+                }
+                _ => yaml.push_str(line),
+            }
+            yaml.push('\n');
+        }
+        Some(Entry {
+            sort_key: Version::parse(&version).ok(),
+            name,
+            version,
+            file: file.to_string(),
+            yaml: yaml.into(),
+            json: json.into(),
+        })
+    }
+
+    pub fn new(meta: &Metadata, digest: &str, created_ns: i64, file: &str, url: &str) -> Entry {
+        let mut obj = match serde_json::to_value(meta) {
+            Ok(Value::Object(m)) => m,
+            _ => Map::new(),
+        };
+        obj.insert(
+            "created".into(),
+            Value::String(timefmt::rfc3339(created_ns, true)),
+        );
+        obj.insert("digest".into(), Value::String(digest.into()));
+        // Metadata always has a name and a version (validated), so rendering cannot fail; the
+        // fallback keeps the types total without panicking.
+        Entry::from_value(obj, file, url).unwrap_or_else(|| Entry {
+            name: meta.name.clone(),
+            version: meta.version.clone(),
+            file: file.to_string(),
+            sort_key: None,
+            yaml: "".into(),
+            json: "{}".into(),
+        })
+    }
+
+    fn cmp_newest_first(&self, other: &Entry) -> std::cmp::Ordering {
+        match (&self.sort_key, &other.sort_key) {
+            (Some(a), Some(b)) => b
+                .cmp(a)
+                .then_with(|| other.version.cmp(&self.version))
+                .then_with(|| self.file.cmp(&other.file)),
+            _ => cmp_desc(&self.version, &other.version).then_with(|| self.file.cmp(&other.file)),
+        }
+    }
+}
+
+/// What is known about one `.tgz` object in storage.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub size: u64,
+    pub modified_ns: i64,
+    /// `None` for a package that could not be read: it is remembered so that it is not
+    /// downloaded again until it changes.
+    pub entry: Option<Arc<Entry>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    ChartNotFound,
+    NoVersions,
+    NoMatch(String),
+    BadConstraint(String),
+}
+
+impl std::fmt::Display for LookupError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            LookupError::ChartNotFound => f.write_str("no chart name found"),
+            LookupError::NoVersions => f.write_str("no chart version found"),
+            LookupError::NoMatch(s) => write!(f, "no chart version found for {s}"),
+            LookupError::BadConstraint(s) => f.write_str(s),
+        }
+    }
+}
+
+/// Settings that shape how entries and the index are written.
+#[derive(Debug, Clone, Default)]
+pub struct Layout {
+    /// Prefix of every chart URL: `charts/`, or an absolute `https://host/ctx/repo/charts/`.
+    pub url_prefix: String,
+    pub context_path: String,
+    pub json: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct RepoIndex {
+    pub layout: Layout,
+    objects: HashMap<String, Object>,
+    charts: BTreeMap<String, Vec<Arc<Entry>>>,
+    rendered: Option<Bytes>,
+}
+
+impl RepoIndex {
+    pub fn new(layout: Layout) -> RepoIndex {
+        RepoIndex {
+            layout,
+            ..RepoIndex::default()
+        }
+    }
+
+    pub fn url_for(&self, file: &str) -> String {
+        format!("{}{}", self.layout.url_prefix, file)
+    }
+
+    pub fn objects(&self) -> &HashMap<String, Object> {
+        &self.objects
+    }
+
+    pub fn chart_count(&self) -> usize {
+        self.charts.len()
+    }
+
+    pub fn version_count(&self) -> usize {
+        self.charts.values().map(Vec::len).sum()
+    }
+
+    /// Adds or replaces the object `file`.
+    pub fn upsert(&mut self, file: &str, obj: Object) {
+        self.remove(file);
+        if let Some(entry) = &obj.entry {
+            let list = self.charts.entry(entry.name.clone()).or_default();
+            let pos = list
+                .binary_search_by(|e| e.cmp_newest_first(entry))
+                .unwrap_or_else(|p| p);
+            list.insert(pos, entry.clone());
+        }
+        self.objects.insert(file.to_string(), obj);
+        self.rendered = None;
+    }
+
+    /// Removes the object `file`; returns whether it was known.
+    pub fn remove(&mut self, file: &str) -> bool {
+        let Some(old) = self.objects.remove(file) else {
+            return false;
+        };
+        if let Some(entry) = old.entry {
+            if let Some(list) = self.charts.get_mut(&entry.name) {
+                list.retain(|e| !Arc::ptr_eq(e, &entry));
+                if list.is_empty() {
+                    self.charts.remove(&entry.name);
+                }
+            }
+        }
+        self.rendered = None;
+        true
+    }
+
+    /// The serialised index (YAML, or JSON with `json`), built once per change.
+    pub fn bytes(&mut self) -> Bytes {
+        if let Some(b) = &self.rendered {
+            return b.clone();
+        }
+        let generated = timefmt::rfc3339(timefmt::now_ns(), false);
+        let out = if self.layout.json {
+            self.render_json(&generated)
+        } else {
+            self.render_yaml(&generated)
+        };
+        let b = Bytes::from(out);
+        self.rendered = Some(b.clone());
+        b
+    }
+
+    fn render_yaml(&self, generated: &str) -> Vec<u8> {
+        let size: usize = self
+            .charts
+            .values()
+            .flat_map(|l| l.iter().map(|e| e.yaml.len()))
+            .sum();
+        let mut out = String::with_capacity(size + 64 * self.charts.len() + 128);
+        out.push_str("apiVersion: v1\n");
+        if self.charts.is_empty() {
+            out.push_str("entries: {}\n");
+        } else {
+            out.push_str("entries:\n");
+            for (name, list) in &self.charts {
+                out.push_str("  ");
+                out.push_str(&yaml_key(name));
+                out.push_str(":\n");
+                for e in list {
+                    out.push_str(&e.yaml);
+                }
+            }
+        }
+        out.push_str("generated: \"");
+        out.push_str(generated);
+        out.push_str("\"\n");
+        if self.layout.context_path.is_empty() {
+            out.push_str("serverInfo: {}\n");
+        } else {
+            out.push_str("serverInfo:\n  contextPath: ");
+            out.push_str(&yaml_key(&self.layout.context_path));
+            out.push('\n');
+        }
+        out.into_bytes()
+    }
+
+    fn render_json(&self, generated: &str) -> Vec<u8> {
+        let mut out = String::new();
+        out.push_str("{\"apiVersion\":\"v1\",\"generated\":");
+        out.push_str(&json_str(generated));
+        out.push_str(",\"entries\":");
+        out.push_str(&self.entries_json(None));
+        out.push_str(",\"serverInfo\":");
+        if self.layout.context_path.is_empty() {
+            out.push_str("{}");
+        } else {
+            out.push_str("{\"contextPath\":");
+            out.push_str(&json_str(&self.layout.context_path));
+            out.push('}');
+        }
+        out.push('}');
+        out.into_bytes()
+    }
+
+    /// `{"name":[versions...],...}`, optionally only the names in `window` (offset, limit).
+    pub fn entries_json(&self, window: Option<(usize, usize)>) -> String {
+        let mut out = String::from("{");
+        let iter: Box<dyn Iterator<Item = (&String, &Vec<Arc<Entry>>)>> = match window {
+            Some((offset, limit)) => Box::new(self.charts.iter().skip(offset).take(limit)),
+            None => Box::new(self.charts.iter()),
+        };
+        for (i, (name, list)) in iter.enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(&json_str(name));
+            out.push(':');
+            out.push_str(&versions_json(list));
+        }
+        out.push('}');
+        out
+    }
+
+    pub fn chart_versions(&self, name: &str) -> Option<&[Arc<Entry>]> {
+        self.charts.get(name).map(Vec::as_slice)
+    }
+
+    /// Finds a version as ChartMuseum (Helm's `IndexFile.Get`) does: `latest` is the newest
+    /// release; otherwise an exact version string, else a semver constraint.
+    pub fn lookup(&self, name: &str, version: &str) -> Result<Arc<Entry>, LookupError> {
+        let list = self.charts.get(name).ok_or(LookupError::ChartNotFound)?;
+        if list.is_empty() {
+            return Err(LookupError::NoVersions);
+        }
+        if version != "latest" {
+            if let Some(e) = list.iter().find(|e| e.version == version) {
+                return Ok(e.clone());
+            }
+        }
+        let (constraint, label) = if version == "latest" {
+            ("*", String::new())
+        } else {
+            (version, version.to_string())
+        };
+        let c = Constraint::parse(constraint).map_err(|e| LookupError::BadConstraint(e.0))?;
+        list.iter()
+            .find(|e| e.sort_key.as_ref().is_some_and(|v| c.matches(v)))
+            .cloned()
+            .ok_or_else(|| LookupError::NoMatch(format!("{name}-{label}")))
+    }
+}
+
+pub fn versions_json(list: &[Arc<Entry>]) -> String {
+    let mut out = String::from("[");
+    for (i, e) in list.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&e.json);
+    }
+    out.push(']');
+    out
+}
+
+fn json_str(s: &str) -> String {
+    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+}
+
+/// A string as a YAML scalar (quoted when plain style would change its meaning).
+fn yaml_key(s: &str) -> String {
+    match serde_norway::to_string(s) {
+        Ok(mut t) => {
+            while t.ends_with('\n') {
+                t.pop();
+            }
+            t
+        }
+        Err(_) => json_str(s),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(name: &str, version: &str) -> Metadata {
+        Metadata {
+            name: name.into(),
+            version: version.into(),
+            api_version: "v2".into(),
+            description: "line one\nline two".into(),
+            ..Metadata::default()
+        }
+    }
+
+    fn add(idx: &mut RepoIndex, name: &str, version: &str) {
+        let file = format!("{name}-{version}.tgz");
+        let url = idx.url_for(&file);
+        let e = Entry::new(&meta(name, version), "abc", 0, &file, &url);
+        idx.upsert(
+            &file,
+            Object {
+                size: 1,
+                modified_ns: 0,
+                entry: Some(Arc::new(e)),
+            },
+        );
+    }
+
+    #[test]
+    fn renders_sorted_yaml_that_parses() {
+        let mut idx = RepoIndex::new(Layout {
+            url_prefix: "charts/".into(),
+            ..Layout::default()
+        });
+        assert!(
+            String::from_utf8(idx.bytes().to_vec())
+                .unwrap()
+                .contains("entries: {}")
+        );
+        for v in ["0.1.0", "1.0.0-rc.1", "1.0.0", "0.10.0"] {
+            add(&mut idx, "b", v);
+        }
+        add(&mut idx, "a", "1.0.0");
+        let text = String::from_utf8(idx.bytes().to_vec()).unwrap();
+        let parsed: serde_json::Value = serde_norway::from_str(&text).unwrap();
+        let versions: Vec<&str> = parsed["entries"]["b"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["version"].as_str().unwrap())
+            .collect();
+        assert_eq!(versions, ["1.0.0", "1.0.0-rc.1", "0.10.0", "0.1.0"]);
+        assert_eq!(parsed["entries"]["a"][0]["urls"][0], "charts/a-1.0.0.tgz");
+        assert_eq!(
+            parsed["entries"]["a"][0]["description"],
+            "line one\nline two"
+        );
+        assert_eq!(parsed["serverInfo"], serde_json::json!({}));
+        assert!(text.find("  a:\n").unwrap() < text.find("  b:\n").unwrap());
+        assert!(idx.remove("b-0.1.0.tgz"));
+        assert!(!idx.remove("b-0.1.0.tgz"));
+        assert_eq!(idx.version_count(), 4);
+    }
+
+    #[test]
+    fn lookup_rules() {
+        let mut idx = RepoIndex::new(Layout::default());
+        for v in ["0.1.0", "0.2.0", "1.0.0-rc.1"] {
+            add(&mut idx, "c", v);
+        }
+        assert_eq!(idx.lookup("c", "latest").unwrap().version, "0.2.0");
+        assert_eq!(idx.lookup("c", "1.0.0-rc.1").unwrap().version, "1.0.0-rc.1");
+        assert_eq!(idx.lookup("c", "~0.1").unwrap().version, "0.1.0");
+        assert_eq!(idx.lookup("c", ">0.1.0").unwrap().version, "0.2.0");
+        assert_eq!(
+            idx.lookup("x", "latest").unwrap_err(),
+            LookupError::ChartNotFound
+        );
+        assert_eq!(
+            idx.lookup("c", "0.1.1").unwrap_err().to_string(),
+            "no chart version found for c-0.1.1"
+        );
+    }
+
+    #[test]
+    fn json_index_is_json() {
+        let mut idx = RepoIndex::new(Layout {
+            url_prefix: "charts/".into(),
+            context_path: "/cm".into(),
+            json: true,
+        });
+        add(&mut idx, "a", "1.0.0");
+        let v: serde_json::Value = serde_json::from_slice(&idx.bytes()).unwrap();
+        assert_eq!(v["serverInfo"]["contextPath"], "/cm");
+        assert_eq!(v["entries"]["a"][0]["version"], "1.0.0");
+    }
+}

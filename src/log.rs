@@ -1,0 +1,189 @@
+//! Logging to stderr, one line per event: human-readable with a timestamp on a terminal or in
+//! a file; without timestamps and with syslog priority prefixes (`<6>`) under journald (when
+//! `JOURNAL_STREAM` is set), so `journalctl -p` filters work; or JSON objects with `--log-json`.
+
+use std::io::Write;
+use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+
+use crate::timefmt;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Level {
+    Error = 3,
+    Warn = 4,
+    Info = 6,
+    Debug = 7,
+}
+
+impl Level {
+    fn name(self) -> &'static str {
+        match self {
+            Level::Error => "error",
+            Level::Warn => "warn",
+            Level::Info => "info",
+            Level::Debug => "debug",
+        }
+    }
+}
+
+static MAX_LEVEL: AtomicU8 = AtomicU8::new(Level::Info as u8);
+static JSON: AtomicBool = AtomicBool::new(false);
+static JOURNAL: AtomicBool = AtomicBool::new(false);
+static LOCK: RwLock<()> = RwLock::new(());
+
+/// Applies logging settings; can be called again on reload.
+pub fn configure(debug: bool, json: bool) {
+    MAX_LEVEL.store(
+        if debug { Level::Debug } else { Level::Info } as u8,
+        Ordering::Relaxed,
+    );
+    JSON.store(json, Ordering::Relaxed);
+    JOURNAL.store(
+        std::env::var_os("JOURNAL_STREAM").is_some(),
+        Ordering::Relaxed,
+    );
+}
+
+pub fn enabled(level: Level) -> bool {
+    (level as u8) <= MAX_LEVEL.load(Ordering::Relaxed)
+}
+
+/// A field value: strings are quoted when needed in text form and always in JSON.
+pub enum Val<'a> {
+    Str(&'a str),
+    Num(i128),
+    F(f64),
+}
+
+impl<'a> From<&'a str> for Val<'a> {
+    fn from(s: &'a str) -> Self {
+        Val::Str(s)
+    }
+}
+impl<'a> From<&'a String> for Val<'a> {
+    fn from(s: &'a String) -> Self {
+        Val::Str(s)
+    }
+}
+macro_rules! num_val {
+    ($($t:ty),*) => {$(impl From<$t> for Val<'_> { fn from(n: $t) -> Self { Val::Num(n as i128) } })*};
+}
+num_val!(u16, u32, u64, usize, i64, i32);
+impl From<f64> for Val<'_> {
+    fn from(n: f64) -> Self {
+        Val::F(n)
+    }
+}
+
+pub fn format_line(
+    level: Level,
+    msg: &str,
+    fields: &[(&str, Val<'_>)],
+    json: bool,
+    journal: bool,
+) -> String {
+    if json {
+        let mut obj = serde_json::Map::new();
+        obj.insert(
+            "time".into(),
+            serde_json::Value::String(timefmt::rfc3339(timefmt::now_ns(), true)),
+        );
+        obj.insert("level".into(), level.name().into());
+        obj.insert("msg".into(), msg.into());
+        for (k, v) in fields {
+            let v = match v {
+                Val::Str(s) => serde_json::Value::String((*s).to_string()),
+                Val::Num(n) => serde_json::Value::from(*n as i64),
+                Val::F(f) => serde_json::Value::from(*f),
+            };
+            obj.insert((*k).to_string(), v);
+        }
+        let mut s = serde_json::Value::Object(obj).to_string();
+        if journal {
+            s.insert_str(0, &format!("<{}>", level as u8));
+        }
+        return s;
+    }
+    let mut s = String::with_capacity(96);
+    if journal {
+        s.push_str(&format!("<{}>", level as u8));
+    } else {
+        s.push_str(&timefmt::rfc3339(timefmt::now_ns(), true));
+        s.push(' ');
+        s.push_str(&level.name().to_uppercase());
+        s.push(' ');
+    }
+    s.push_str(msg);
+    for (k, v) in fields {
+        s.push(' ');
+        s.push_str(k);
+        s.push('=');
+        match v {
+            Val::Str(t) => {
+                if !t.is_empty() && !t.contains([' ', '"', '=']) && !t.chars().any(char::is_control)
+                {
+                    s.push_str(t);
+                } else {
+                    s.push_str(&format!("{t:?}"));
+                }
+            }
+            Val::Num(n) => s.push_str(&n.to_string()),
+            Val::F(f) => s.push_str(&format!("{f:.3}")),
+        }
+    }
+    s
+}
+
+pub fn log(level: Level, msg: &str, fields: &[(&str, Val<'_>)]) {
+    if !enabled(level) {
+        return;
+    }
+    let line = format_line(
+        level,
+        msg,
+        fields,
+        JSON.load(Ordering::Relaxed),
+        JOURNAL.load(Ordering::Relaxed),
+    );
+    let _guard = LOCK.read();
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "{line}");
+}
+
+#[macro_export]
+macro_rules! log_at {
+    ($lvl:expr, $msg:expr $(, $k:literal => $v:expr)* $(,)?) => {
+        $crate::log::log($lvl, &$msg, &[$(($k, $crate::log::Val::from($v))),*])
+    };
+}
+#[macro_export]
+macro_rules! info { ($($t:tt)*) => { $crate::log_at!($crate::log::Level::Info, $($t)*) }; }
+#[macro_export]
+macro_rules! warn { ($($t:tt)*) => { $crate::log_at!($crate::log::Level::Warn, $($t)*) }; }
+#[macro_export]
+macro_rules! error { ($($t:tt)*) => { $crate::log_at!($crate::log::Level::Error, $($t)*) }; }
+#[macro_export]
+macro_rules! debug { ($($t:tt)*) => { $crate::log_at!($crate::log::Level::Debug, $($t)*) }; }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn journal_lines_have_priority_and_no_time() {
+        let l = format_line(
+            Level::Warn,
+            "hello",
+            &[("path", Val::Str("/a b"))],
+            false,
+            true,
+        );
+        assert_eq!(l, "<4>hello path=\"/a b\"");
+        let j = format_line(Level::Error, "x", &[("status", Val::Num(500))], true, false);
+        let v: serde_json::Value = serde_json::from_str(&j).unwrap();
+        assert_eq!(v["level"], "error");
+        assert_eq!(v["status"], 500);
+    }
+}
