@@ -329,10 +329,11 @@ fn expand(op: &str, p: &Partial, out: &mut Vec<Cmp>) {
         ">=" | "=>" => push(out, Op::Ge, f),
         "<" => push(out, Op::Lt, f),
         "<=" | "=<" if exact => push(out, Op::Le, f),
-        "<=" | "=<" => match upper_of_wildcard() {
-            Some(u) => push(out, Op::Lt, u),
-            None => {}
-        },
+        "<=" | "=<" => {
+            if let Some(u) = upper_of_wildcard() {
+                push(out, Op::Lt, u);
+            }
+        }
         "~" | "~>" => {
             push(out, Op::Ge, f.clone());
             let m = p.major.unwrap_or(0);

@@ -245,7 +245,7 @@ impl Router {
                     file: file.to_string(),
                     head,
                 },
-                (_, [""]) | (_, []) if get => Endpoint::Welcome,
+                (_, [""]) if get => Endpoint::Welcome,
                 (m, ["health"]) if m == Method::GET => Endpoint::Health,
                 (m, ["info"]) if m == Method::GET => Endpoint::Info,
                 (m, ["artifacthub-repo.yml"]) if m == Method::GET && self.artifacthub => {

@@ -628,6 +628,13 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
     Some(Duration::from_secs_f64(total))
 }
 
+impl Args {
+    /// The configuration values given on the command line, by key.
+    pub fn flag_values(&self) -> Vec<(&'static str, String)> {
+        self.flags.iter().map(|(k, v)| (k.key, v.clone())).collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -723,12 +730,5 @@ mod tests {
         .unwrap();
         assert_eq!(c.artifact_hub_ids.get(""), Some(&"root".to_string()));
         assert_eq!(c.artifact_hub_ids.get("org"), Some(&"x".to_string()));
-    }
-}
-
-impl Args {
-    /// The configuration values given on the command line, by key.
-    pub fn flag_values(&self) -> Vec<(&'static str, String)> {
-        self.flags.iter().map(|(k, v)| (k.key, v.clone())).collect()
     }
 }

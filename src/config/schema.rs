@@ -135,7 +135,7 @@ pub static KEYS: &[Key] = &[
         "30",
         "write-timeout",
         "WRITE_TIMEOUT",
-        "Seconds a request may take from its headers to the end of its response.",
+        "Seconds a client may take to send a request body (uploads).",
     ),
     k(
         "shutdowngrace",

@@ -1,0 +1,270 @@
+//! The chartroom binary end to end: flags, config files, start-up errors, the cache interval
+//! and signals.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_chartroom");
+
+/// A started chartroom process, killed (by PID) when dropped.
+struct Proc {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
+    let port = free_port();
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
+        .env_clear()
+        .env("PORT", port.to_string())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let p = Proc { child, port };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return p;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("chartroom did not start listening on {port}");
+}
+
+/// A minimal HTTP/1.1 client: (status, body).
+fn http(port: u16, method: &str, path: &str, body: &[u8], auth: Option<&str>) -> (u16, Vec<u8>) {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!(
+        "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if let Some(a) = auth {
+        req.push_str(&format!("Authorization: {a}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    s.write_all(body).unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).unwrap();
+    let split = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap();
+    let head = String::from_utf8_lossy(&out[..split]).to_string();
+    let status: u16 = head.split(' ').nth(1).unwrap().parse().unwrap();
+    (status, out[split + 4..].to_vec())
+}
+
+fn index_has(port: u16, path: &str, needle: &str) -> bool {
+    let (status, body) = http(port, "GET", path, b"", None);
+    status == 200 && String::from_utf8_lossy(&body).contains(needle)
+}
+
+#[test]
+fn chartmuseum_flags_and_cache_interval() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().display().to_string();
+    let p = start(
+        &[
+            "--storage",
+            "local",
+            "--storage-local-rootdir",
+            &root,
+            "--depth",
+            "1",
+            "--cache-interval",
+            "1s",
+        ],
+        &[],
+    );
+    let (status, _) = http(
+        p.port,
+        "POST",
+        "/api/team/charts",
+        &common::chart("a", "1.0.0"),
+        None,
+    );
+    assert_eq!(status, 201);
+    assert!(index_has(p.port, "/team/index.yaml", "a-1.0.0.tgz"));
+    // Out-of-band add and remove show up within the cache interval.
+    std::fs::write(
+        dir.path().join("team/b-2.0.0.tgz"),
+        common::chart("b", "2.0.0"),
+    )
+    .unwrap();
+    std::fs::remove_file(dir.path().join("team/a-1.0.0.tgz")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let has_b = index_has(p.port, "/team/index.yaml", "b-2.0.0.tgz");
+        let has_a = index_has(p.port, "/team/index.yaml", "a-1.0.0.tgz");
+        if has_b && !has_a {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "index did not follow storage within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn config_file_and_env() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = dir.path().join("chartmuseum.yaml");
+    std::fs::write(
+        &cfg,
+        format!(
+            "storage:\n  backend: local\n  local:\n    rootdir: {}\nbasicauth:\n  user: u\n  pass: p\ndepth: 1\n",
+            dir.path().join("charts").display()
+        ),
+    )
+    .unwrap();
+    let p = start(&["--config", cfg.to_str().unwrap()], &[]);
+    let (status, _) = http(p.port, "GET", "/team/index.yaml", b"", None);
+    assert_eq!(status, 401);
+    let (status, _) = http(p.port, "GET", "/team/index.yaml", b"", Some("Basic dTpw"));
+    assert_eq!(status, 200);
+    drop(p);
+    // Environment variables as ChartMuseum names them.
+    let root = dir.path().join("env").display().to_string();
+    let p = start(
+        &[],
+        &[
+            ("STORAGE", "local"),
+            ("STORAGE_LOCAL_ROOTDIR", &root),
+            ("AUTH_ANONYMOUS_GET", "true"),
+            ("BASIC_AUTH_USER", "u"),
+            ("BASIC_AUTH_PASS", "p"),
+        ],
+    );
+    assert_eq!(http(p.port, "GET", "/index.yaml", b"", None).0, 200);
+    assert_eq!(
+        http(
+            p.port,
+            "POST",
+            "/api/charts",
+            &common::chart("a", "1.0.0"),
+            None
+        )
+        .0,
+        401
+    );
+    assert!(Path::new(&root).is_dir());
+}
+
+fn fails_with(args: &[&str], needle: &str) {
+    let out = Command::new(BIN)
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "{args:?} succeeded");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(needle), "{args:?}: {err:?} lacks {needle:?}");
+}
+
+#[test]
+fn invalid_configuration_does_not_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("c.yaml");
+    std::fs::write(&f, "porrt: 1\n").unwrap();
+    let fs = f.to_str().unwrap();
+    fails_with(&["--config", fs], "unknown configuration key \"porrt\"");
+    fails_with(&["--config", fs], fs);
+    std::fs::write(&f, "cacheinterval: soon\n").unwrap();
+    fails_with(&["--config", fs], "cacheinterval");
+    std::fs::write(&f, "port: [1\n").unwrap();
+    fails_with(&["--config", fs], "invalid YAML");
+    fails_with(
+        &["--config", "blahblahblah.yaml"],
+        "config file not found: blahblahblah.yaml",
+    );
+    fails_with(
+        &["--storage", "garage"],
+        "Unsupported storage backend: garage",
+    );
+    fails_with(&["--port", "notaport"], "port");
+    fails_with(&["--bogus-flag"], "--bogus-flag");
+}
+
+#[test]
+fn gen_index_prints_index() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("a-1.0.0.tgz"), common::chart("a", "1.0.0")).unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "--gen-index",
+            "--storage-local-rootdir",
+            dir.path().to_str().unwrap(),
+        ])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        text.starts_with("apiVersion: v1\n") && text.contains("a-1.0.0.tgz"),
+        "{text}"
+    );
+}
+
+#[test]
+fn sigterm_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut p = start(
+        &["--storage-local-rootdir", dir.path().to_str().unwrap()],
+        &[],
+    );
+    assert_eq!(
+        http(
+            p.port,
+            "POST",
+            "/api/charts",
+            &common::chart("a", "1.0.0"),
+            None
+        )
+        .0,
+        201
+    );
+    // SAFETY: signalling our own child by PID.
+    unsafe {
+        libc::kill(p.child.id() as i32, libc::SIGTERM);
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(s) = p.child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "did not exit after SIGTERM");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(status.success(), "{status:?}");
+    // The state file was written on the way out.
+    let state = std::fs::read_to_string(dir.path().join("chartroom-state.json")).unwrap();
+    assert!(state.contains("a-1.0.0.tgz"));
+}
