@@ -12,16 +12,14 @@ from pathlib import Path
 import pytest
 
 from e2e_lib import (
-    ROOT,
     CHART_SOURCES,
+    ROOT,
+    YAML11_SOURCES,
     ChartroomPool,
     ChartSet,
     HelmHome,
-    PackagedChart,
     find_binary,
-    helm_ok,
-    run_helm,
-    write_chart_dir,
+    package_charts,
 )
 
 
@@ -67,23 +65,10 @@ def helm_home(tmp_path):
 @pytest.fixture(scope="session")
 def charts(tmp_path_factory) -> ChartSet:
     """Test charts packaged with the real Helm client (helm-python-sdk)."""
-    base = tmp_path_factory.mktemp("charts")
-    src = base / "src"
-    dist = base / "dist"
-    src.mkdir()
-    dist.mkdir()
-    ops = []
-    wanted = []
-    for name, (meta, versions) in CHART_SOURCES.items():
-        chart_dir = write_chart_dir(src, meta)
-        for version in versions:
-            ops.append({"op": "package", "path": str(chart_dir), "destination": str(dist),
-                        "version": version})
-            wanted.append((name, version))
-    results = run_helm("helm_python", ops, HelmHome(base / "helm"))
-    packaged = []
-    for (name, version), res in zip(wanted, results):
-        path = Path(helm_ok(res, f"helm package {name} --version {version}"))
-        assert path.name == f"{name}-{version}.tgz", path
-        packaged.append(PackagedChart(name, version, path, path.read_bytes()))
-    return ChartSet(packaged, dist)
+    return package_charts(CHART_SOURCES, tmp_path_factory.mktemp("charts"))
+
+
+@pytest.fixture(scope="session")
+def yaml11_charts(tmp_path_factory) -> ChartSet:
+    """A chart whose Chart.yaml holds strings YAML 1.1 would retype."""
+    return package_charts(YAML11_SOURCES, tmp_path_factory.mktemp("yaml11"))

@@ -483,7 +483,7 @@ CHART_SOURCES: dict[str, tuple[dict[str, Any], list[str]]] = {
         },
         ["v1.5.0", "v2.0.0", "2.1.0-beta.1"],
     ),
-    # apiVersion v1 chart; strings that YAML 1.1 would read as other types.
+    # apiVersion v1 chart, deprecated, strings a YAML parser must not retype
     "legacy": (
         {
             "apiVersion": "v1",
@@ -491,7 +491,7 @@ CHART_SOURCES: dict[str, tuple[dict[str, Any], list[str]]] = {
             "description": "Legacy apiVersion v1 chart",
             "version": "0.3.0",
             "appVersion": "1.10",
-            "keywords": ["yes", "on", "0755"],
+            "keywords": ["legacy", "0755", "true", "null", "1.5"],
             "deprecated": True,
             "annotations": {"enabled": "false", "count": "10"},
         },
@@ -521,10 +521,46 @@ CHART_SOURCES: dict[str, tuple[dict[str, Any], list[str]]] = {
 }
 
 
+# Strings that a YAML 1.1 parser (Helm's sigs.k8s.io/yaml on go-yaml v2, and
+# PyYAML) reads as bools, numbers or timestamps unless index.yaml quotes them.
+# Kept out of CHART_SOURCES (one unparsable entry makes Helm reject the whole
+# repository, which would hide every other result); used by its own test.
+YAML11_SOURCES: dict[str, tuple[dict[str, Any], list[str]]] = {
+    "yaml11": ({"apiVersion": "v2", "name": "yaml11", "version": "0.1.0"}, ["0.1.0"]),
+}
+
+# Chart.yaml text written verbatim (every tricky value quoted).
+RAW_CHART_YAML = {
+    "yaml11": """apiVersion: v2
+name: yaml11
+description: Strings that YAML 1.1 would retype
+version: 0.1.0
+appVersion: "1.10"
+keywords:
+  - "yes"
+  - "on"
+  - "Off"
+  - "y"
+  - "N"
+  - "0755"
+  - "1_000"
+  - "1e3"
+  - "1:20"
+  - "2001-12-14"
+annotations:
+  enabled: "false"
+  answer: "no"
+  count: "10"
+  released: "2001-12-14"
+""",
+}
+
+
 def write_chart_dir(parent: Path, meta: dict[str, Any]) -> Path:
     chart_dir = parent / meta["name"]
     (chart_dir / "templates").mkdir(parents=True)
-    (chart_dir / "Chart.yaml").write_text(yaml.safe_dump(meta, sort_keys=False))
+    raw = RAW_CHART_YAML.get(meta["name"])
+    (chart_dir / "Chart.yaml").write_text(raw or yaml.safe_dump(meta, sort_keys=False))
     if meta.get("type") == "library":
         (chart_dir / "templates" / "_helpers.tpl").write_text(
             '{{- define "libby.name" -}}libby{{- end -}}\n')
@@ -556,7 +592,9 @@ def is_rfc3339(value: Any) -> bool:
 
 
 def _dump(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+    # Non-JSON types (dates parsed from unquoted YAML timestamps) are shown
+    # with their type, so "2001-12-14" (a string) and a date do not look alike.
+    return json.dumps(value, sort_keys=True, default=lambda v: f"<{type(v).__name__} {v}>")
 
 
 def compare_indexes(actual: dict[str, Any], reference: dict[str, Any],
@@ -607,6 +645,52 @@ def compare_indexes(actual: dict[str, Any], reference: dict[str, Any],
                 problems.append(f"{name} {version}: created {a_entry.get('created')!r} "
                                 "is not an RFC 3339 time")
     return problems
+
+
+def package_charts(sources: dict[str, tuple[dict[str, Any], list[str]]], base: Path) -> ChartSet:
+    """Write chart directories for ``sources`` and package them with Helm."""
+    src = base / "src"
+    dist = base / "dist"
+    src.mkdir(parents=True)
+    dist.mkdir(parents=True)
+    ops = []
+    wanted = []
+    for name, (meta, versions) in sources.items():
+        chart_dir = write_chart_dir(src, meta)
+        for version in versions:
+            ops.append({"op": "package", "path": str(chart_dir), "destination": str(dist),
+                        "version": version})
+            wanted.append((name, version))
+    results = run_helm("helm_python", ops, HelmHome(base / "helm"))
+    packaged = []
+    for (name, version), res in zip(wanted, results):
+        path = Path(helm_ok(res, f"helm package {name} --version {version}"))
+        assert path.name == f"{name}-{version}.tgz", path
+        packaged.append(PackagedChart(name, version, path, path.read_bytes()))
+    return ChartSet(packaged, dist)
+
+
+TESTDATA = HERE / "testdata"
+# A throwaway OpenPGP key made for these tests only (no passphrase), stored
+# ASCII-armored; Helm's keyring loader wants the binary form.
+SIGNING_KEY_NAME = "Chartroom Test"
+
+
+def dearmor(text: str) -> bytes:
+    """Binary OpenPGP data from an ASCII-armored block (RFC 4880 §6.2)."""
+    lines = text.strip().splitlines()[1:-1]  # drop BEGIN/END lines
+    blank = lines.index("") if "" in lines else -1  # armor headers end at a blank line
+    body = [line.strip() for line in lines[blank + 1:] if not line.startswith("=")]
+    return base64.b64decode("".join(body))
+
+
+def write_keyrings(dest: Path) -> tuple[Path, Path]:
+    """(secret keyring, public keyring) files for the test signing key."""
+    dest.mkdir(parents=True, exist_ok=True)
+    secret, public = dest / "secring.gpg", dest / "pubring.gpg"
+    secret.write_bytes(dearmor((TESTDATA / "test-signing-key.secret.asc").read_text()))
+    public.write_bytes(dearmor((TESTDATA / "test-signing-key.pub.asc").read_text()))
+    return secret, public
 
 
 def copy_charts(chart_set: ChartSet, dest: Path) -> Path:

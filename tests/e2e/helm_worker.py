@@ -50,10 +50,18 @@ def _helm_python_ops():
     def digest(archive):
         return helm.digest(archive)
 
+    def sign(archive, key, keyring):
+        return helm.sign(archive, key=key, keyring=keyring)
+
+    def verify(path, keyring, provenance_file=None):
+        return helm.verify(path, keyring, provenance_file=provenance_file)
+
     def versions():
         return {"helm_sdk": helm.helm_sdk_version(), "helm_c": helm.helm_c_version()}
 
     return {
+        "sign": sign,
+        "verify": verify,
         "package": package,
         "pull": pull,
         "repo_index": repo_index,

@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from e2e_lib import (
+    SIGNING_KEY_NAME,
     basic_auth_header,
     compare_indexes,
     copy_charts,
@@ -25,6 +26,7 @@ from e2e_lib import (
     run_helm,
     upload,
     wait_for_index,
+    write_keyrings,
 )
 
 USER, PASSWORD = "helmuser", "s3cret:with-colon"
@@ -397,3 +399,75 @@ def test_existing_storage_is_indexed_like_helm(start_chartroom, charts, helm_hom
     assert not problems, ("index of a pre-filled storage differs from `helm repo index`:\n"
                           + "\n".join(problems))
     check_pulls([pull], [("alpha", "~1.0", "1.0.0")], charts, tmp_path / "pulls")
+
+
+def test_yaml11_lookalike_strings_survive(start_chartroom, yaml11_charts, helm_home, tmp_path):
+    """Strings such as "yes", "on", "1_000" or "1:20" must stay strings for Helm.
+
+    Helm parses index.yaml with sigs.k8s.io/yaml (go-yaml v2, YAML 1.1), so a
+    plain `- yes` is a bool and one such value makes Helm reject the whole
+    repository. ChartMuseum (go-yaml v2 marshalling) quotes them.
+    """
+    server = start_chartroom()
+    upload_all(server, yaml11_charts)
+    actual = fetch_index(server)
+
+    reference_dir = copy_charts(yaml11_charts, tmp_path / "reference")
+    home = helm_home()
+    gen, parsed, _ = run_helm("helm_python", [
+        {"op": "repo_index_generate", "directory": str(reference_dir)},
+        {"op": "repo_index", "url": server.url},
+        *pull_ops(server.url, tmp_path / "pulls", [("yaml11", None, "0.1.0")]),
+    ], home)
+    reference = yaml.safe_load((reference_dir / "index.yaml").read_text())
+    helm_ok(gen, "helm repo index")
+    problems = compare_indexes(actual, reference)
+    if not parsed.ok:
+        problems.append(f"Helm cannot parse chartroom's index.yaml: {parsed.error}")
+    else:
+        problems += [f"as parsed by Helm: {p}"
+                     for p in compare_indexes(parsed.result, helm_ok(gen, "helm repo index"))]
+    assert not problems, "\n".join(problems)
+
+
+def test_provenance_from_helm_sign(start_chartroom, charts, helm_home, tmp_path):
+    """Helm-signed .prov files: multipart chart+prov and raw /api/prov uploads."""
+    secret, public = write_keyrings(tmp_path / "keys")
+    work = tmp_path / "signed"
+    work.mkdir()
+    first, second = charts.get("alpha", "1.0.0"), charts.get("gamma", "v2.0.0")
+    for chart in (first, second):
+        (work / chart.filename).write_bytes(chart.data)
+    signed = run_helm("helm_python", [
+        {"op": "sign", "archive": str(work / c.filename), "key": SIGNING_KEY_NAME,
+         "keyring": str(secret)} for c in (first, second)], helm_home())
+    provs = [Path(helm_ok(r, "helm package --sign")).read_bytes() for r in signed]
+
+    server = start_chartroom()
+    resp = server.post("/api/charts", files={
+        "chart": (first.filename, first.data, "application/gzip"),
+        "prov": (first.filename + ".prov", provs[0], "application/octet-stream")})
+    assert resp.status_code == 201 and resp.json() == {"saved": True}, resp.text
+    assert upload(server, second.data).status_code == 201
+    resp = server.post("/api/prov", data=provs[1],
+                       headers={"Content-Type": "application/octet-stream"})
+    assert resp.status_code == 201 and resp.json() == {"saved": True}, resp.text
+    wait_for_index(server, {"alpha": ["1.0.0"], "gamma": ["v2.0.0"]})
+
+    download = tmp_path / "download"
+    download.mkdir()
+    for chart, prov in ((first, provs[0]), (second, provs[1])):
+        assert (server.storage_dir / (chart.filename + ".prov")).read_bytes() == prov
+        resp = server.get(f"/charts/{chart.filename}.prov")
+        assert resp.status_code == 200, (chart.filename, resp.status_code, resp.text[:200])
+        assert resp.content == prov
+        assert resp.headers.get("Content-Type") == "application/pgp-signature"
+        (download / (chart.filename + ".prov")).write_bytes(resp.content)
+        (download / chart.filename).write_bytes(server.get(f"/charts/{chart.filename}").content)
+
+    verified = run_helm("helm_python", [
+        {"op": "verify", "path": str(download / c.filename), "keyring": str(public)}
+        for c in (first, second)], helm_home())
+    for chart, res in zip((first, second), verified):
+        out = helm_ok(res, f"helm verify {chart.filename}")
+        assert any(SIGNING_KEY_NAME in s for s in out["signed_by"]), out
