@@ -33,23 +33,8 @@ impl Entry {
         obj.insert("urls".into(), Value::Array(vec![Value::String(url.into())]));
         let name = obj.get("name")?.as_str()?.to_string();
         let version = obj.get("version")?.as_str()?.to_string();
-        let value = Value::Object(obj);
-        let json = serde_json::to_string(&value).ok()?;
-        let plain = serde_norway::to_string(&value).ok()?;
-        let mut yaml = String::with_capacity(plain.len() + plain.len() / 8 + 8);
-        for (i, line) in plain.lines().enumerate() {
-            yaml.push_str(if i == 0 { "  - " } else { "    " });
-            // Timestamps are quoted, as Helm writes them, so YAML 1.1 readers keep strings.
-            match line.strip_prefix("created: ") {
-                Some(ts) if !ts.starts_with(['"', '\'']) => {
-                    yaml.push_str("created: \"");
-                    yaml.push_str(ts);
-                    yaml.push('"');
-                }
-                _ => yaml.push_str(line),
-            }
-            yaml.push('\n');
-        }
+        let json = serde_json::to_string(&obj).ok()?;
+        let yaml = crate::yaml::list_item(&obj, 2);
         Some(Entry {
             sort_key: Version::parse(&version).ok(),
             name,
@@ -326,17 +311,8 @@ fn json_str(s: &str) -> String {
     serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
 }
 
-/// A string as a YAML scalar (quoted when plain style would change its meaning).
 fn yaml_key(s: &str) -> String {
-    match serde_norway::to_string(s) {
-        Ok(mut t) => {
-            while t.ends_with('\n') {
-                t.pop();
-            }
-            t
-        }
-        Err(_) => json_str(s),
-    }
+    crate::yaml::scalar_str(s)
 }
 
 #[cfg(test)]

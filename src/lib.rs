@@ -16,3 +16,4 @@ pub mod repository;
 pub mod storage;
 pub mod timefmt;
 pub mod version;
+pub mod yaml;

@@ -62,7 +62,7 @@ CHARTMUSEUM_ENV_VARS = {
 def find_binary() -> Path | None:
     explicit = os.environ.get("CHARTROOM_BIN")
     if explicit:
-        return Path(explicit)
+        return Path(explicit).absolute()  # the server runs with another cwd
     for profile in ("release", "debug"):
         candidate = ROOT / "target" / profile / "chartroom"
         if candidate.is_file() and os.access(candidate, os.X_OK):
