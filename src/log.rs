@@ -1,6 +1,7 @@
 //! Logging to stderr, one line per event: human-readable with a timestamp on a terminal or in
 //! a file; without timestamps and with syslog priority prefixes (`<6>`) under journald (when
-//! `JOURNAL_STREAM` is set), so `journalctl -p` filters work; or JSON objects with `--log-json`.
+//! `JOURNAL_STREAM` names stderr), so `journalctl -p` filters work; or JSON objects with
+//! `--log-json`.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 
@@ -37,10 +38,25 @@ pub fn configure(debug: bool, json: bool) {
         Ordering::Relaxed,
     );
     JSON.store(json, Ordering::Relaxed);
-    JOURNAL.store(
-        std::env::var_os("JOURNAL_STREAM").is_some(),
-        Ordering::Relaxed,
-    );
+    JOURNAL.store(stderr_is_journal(), Ordering::Relaxed);
+}
+
+/// Whether stderr is the journal stream systemd connected (`JOURNAL_STREAM` holds its
+/// `device:inode`). Comparing them, as systemd.exec(5) recommends, keeps priority prefixes out
+/// of a file or terminal that stderr was redirected to by a shell started from a service.
+fn stderr_is_journal() -> bool {
+    let Some((dev, ino)) = std::env::var("JOURNAL_STREAM").ok().and_then(|v| {
+        let (d, i) = v.trim().split_once(':')?;
+        Some((d.parse::<u64>().ok()?, i.parse::<u64>().ok()?))
+    }) else {
+        return false;
+    };
+    // SAFETY: fstat writes into the zeroed stat buffer we own.
+    let mut st: libc::stat = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstat(2, &mut st) } != 0 {
+        return false;
+    }
+    st.st_dev as u64 == dev && st.st_ino as u64 == ino
 }
 
 pub fn enabled(level: Level) -> bool {

@@ -22,7 +22,13 @@ fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("chartroom: {e:#}");
+            // Through the logger, so under journald the line carries the error priority.
+            chartroom::log::configure(false, false);
+            chartroom::log::log(
+                chartroom::log::Level::Error,
+                &format!("chartroom: {e:#}"),
+                &[],
+            );
             ExitCode::FAILURE
         }
     }

@@ -75,13 +75,15 @@ impl Ctx<'_> {
     }
 
     fn health(&self) -> Result<Response<Body>> {
-        let problem = self.app.storage_problem.load();
+        let live = self.registry.storage.problem();
+        let refreshed = self.app.storage_problem.load();
+        let problem = live.unwrap_or_else(|| refreshed.as_str().to_string());
         if problem.is_empty() {
             Ok(json_response(StatusCode::OK, "{\"healthy\":true}"))
         } else {
             let body = serde_json::json!({
                 "healthy": false,
-                "error": problem.as_str(),
+                "error": problem,
                 "storage": self.registry.storage.describe(),
             });
             Ok(json_response(
@@ -130,20 +132,23 @@ impl Ctx<'_> {
         if !chart::is_plain_file_name(file) {
             return Err(ApiError::NotFound("object not found".into()));
         }
-        let data = self
-            .registry
-            .storage
-            .get(&join(self.repo_key, file))
-            .await?;
-        if head {
-            let mut r = head_only(StatusCode::OK);
-            r.headers_mut()
-                .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
-            r.headers_mut()
-                .insert(header::CONTENT_LENGTH, HeaderValue::from(data.len()));
-            return Ok(r);
-        }
-        Ok(ok_body(data, ct))
+        let path = join(self.repo_key, file);
+        let storage = &self.registry.storage;
+        let (size, body) = if head {
+            (storage.stat(&path).await?.size, empty())
+        } else {
+            use futures_util::TryStreamExt;
+            use http_body_util::BodyExt;
+            let obj = storage.get_stream(&path).await?;
+            let frames = obj.stream.map_ok(http_body::Frame::data);
+            (obj.size, http_body_util::StreamBody::new(frames).boxed())
+        };
+        let mut r = Response::new(body);
+        r.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        r.headers_mut()
+            .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+        Ok(r)
     }
 
     async fn list_charts(&self) -> Result<Response<Body>> {

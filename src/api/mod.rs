@@ -147,7 +147,15 @@ impl App {
                 _ => Level::Error,
             };
             if log::enabled(level) {
-                let bytes = http_body::Body::size_hint(resp.body()).exact().unwrap_or(0);
+                let bytes = http_body::Body::size_hint(resp.body())
+                    .exact()
+                    .or_else(|| {
+                        resp.headers()
+                            .get(header::CONTENT_LENGTH)
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse().ok())
+                    })
+                    .unwrap_or(0);
                 let elapsed = start.elapsed();
                 let latency = if http.cfg.log_latency_integer {
                     elapsed.as_nanos().to_string()

@@ -76,7 +76,37 @@ pub enum StorageConfig {
         region: String,
         cacert: String,
         auth: String,
+        keyfile: String,
+        passwordfile: String,
+        /// The `ST_*` and `OS_*` variables of the environment the configuration was loaded in.
+        env: OpenStackEnv,
     },
+}
+
+/// Credentials and settings from environment variables (names in
+/// [`crate::storage::swift::auth::ENV_VARS`]); `Debug` shows only the names.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct OpenStackEnv(BTreeMap<String, String>);
+
+impl OpenStackEnv {
+    pub fn capture(env: &dyn Fn(&str) -> Option<String>) -> OpenStackEnv {
+        OpenStackEnv(
+            crate::storage::swift::auth::ENV_VARS
+                .iter()
+                .filter_map(|k| env(k).map(|v| (k.to_string(), v)))
+                .collect(),
+        )
+    }
+
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.0.get(key).cloned()
+    }
+}
+
+impl std::fmt::Debug for OpenStackEnv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_set().entries(self.0.keys()).finish()
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -484,12 +514,25 @@ impl Values {
                         "Unsupported OpenStack auth protocol: {auth}"
                     )));
                 }
+                let region = self.string("storage.openstack.region")?;
+                let env = OpenStackEnv::capture(env);
+                if auth == "auto"
+                    && region.is_empty()
+                    && env.get("OS_REGION_NAME").unwrap_or_default().is_empty()
+                {
+                    return Err(ConfigError::Invalid(
+                        "Missing required flags(s): --storage-openstack-region".into(),
+                    ));
+                }
                 StorageConfig::OpenStack {
                     container,
                     prefix: self.string("storage.openstack.prefix")?,
-                    region: self.string("storage.openstack.region")?,
+                    region,
                     cacert: self.string("storage.openstack.cacert")?,
                     auth,
+                    keyfile: self.string("storage.openstack.keyfile")?,
+                    passwordfile: self.string("storage.openstack.passwordfile")?,
+                    env,
                 }
             }
             "" => {
@@ -523,7 +566,6 @@ impl Values {
         };
         let workers = (self.int("workers")? as usize).max(1);
         let chart_url = self.string("charturl")?.trim_end_matches('/').to_string();
-        let _ = env;
         let cfg = Config {
             file,
             listen_host: self.string("listen.host")?,
@@ -708,6 +750,77 @@ mod tests {
         let e = load(&args(&["--tls-cert", "x.pem"]), &no_env, None).unwrap_err();
         assert!(e.to_string().contains("tls.cert"));
         assert!(parse_args(&["--nope".to_string()]).is_err());
+    }
+
+    #[test]
+    fn openstack_settings_and_credentials() {
+        let env = |k: &str| match k {
+            "ST_AUTH" => Some("http://127.0.0.1:8080/auth/v1.0".to_string()),
+            "ST_KEY" => Some("sekrit".to_string()),
+            "UNRELATED" => Some("x".to_string()),
+            _ => None,
+        };
+        let c = load(
+            &args(&[
+                "--storage=openstack",
+                "--storage-openstack-container=charts",
+                "--storage-openstack-auth=V1",
+                "--storage-openstack-keyfile=/run/key",
+            ]),
+            &env,
+            None,
+        )
+        .unwrap();
+        let StorageConfig::OpenStack {
+            container,
+            auth,
+            keyfile,
+            env: captured,
+            ..
+        } = &c.storage
+        else {
+            panic!("{:?}", c.storage)
+        };
+        assert_eq!((container.as_str(), auth.as_str()), ("charts", "v1"));
+        assert_eq!(keyfile, "/run/key");
+        assert_eq!(captured.get("ST_KEY").as_deref(), Some("sekrit"));
+        assert_eq!(captured.get("UNRELATED"), None);
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("ST_KEY") && !shown.contains("sekrit"),
+            "{shown}"
+        );
+        // Keystone needs a region, from the option or OS_REGION_NAME.
+        let e = load(
+            &args(&["--storage=openstack", "--storage-openstack-container=c"]),
+            &no_env,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Missing required flags(s): --storage-openstack-region"
+        );
+        let region = |k: &str| (k == "OS_REGION_NAME").then(|| "RegionOne".to_string());
+        assert!(
+            load(
+                &args(&["--storage=openstack", "--storage-openstack-container=c"]),
+                &region,
+                None,
+            )
+            .is_ok()
+        );
+        let e = load(
+            &args(&[
+                "--storage=openstack",
+                "--storage-openstack-container=c",
+                "--storage-openstack-auth=v2",
+            ]),
+            &no_env,
+            None,
+        )
+        .unwrap_err();
+        assert_eq!(e.to_string(), "Unsupported OpenStack auth protocol: v2");
     }
 
     #[test]

@@ -251,6 +251,22 @@ pub static KEYS: &[Key] = &[
         "STORAGE_OPENSTACK_AUTH",
         "Swift auth protocol: auto (Keystone, OS_* variables) or v1 (ST_AUTH, ST_USER, ST_KEY).",
     ),
+    k(
+        "storage.openstack.keyfile",
+        Str,
+        "",
+        "storage-openstack-keyfile",
+        "STORAGE_OPENSTACK_KEYFILE",
+        "File holding the Swift v1 key, read at every login (so it can be rotated); overrides ST_KEY.",
+    ),
+    k(
+        "storage.openstack.passwordfile",
+        Str,
+        "",
+        "storage-openstack-passwordfile",
+        "STORAGE_OPENSTACK_PASSWORDFILE",
+        "File holding the Keystone password, or the application credential secret when OS_APPLICATION_CREDENTIAL_ID or OS_APPLICATION_CREDENTIAL_NAME is set; read at every login (so it can be rotated); overrides OS_PASSWORD and OS_APPLICATION_CREDENTIAL_SECRET.",
+    ),
     unsupported(k(
         "storage.amazon.bucket",
         Str,

@@ -63,9 +63,10 @@ fn sockopt(fd: RawFd, opt: libc::c_int) -> std::io::Result<libc::c_int> {
     }
 }
 
-/// Takes the sockets systemd passed, if any were passed to this process. Each must be a
-/// listening stream socket (TCP over IPv4/IPv6, or Unix).
-pub fn inherited() -> Result<Option<Vec<Listener>>, ListenError> {
+/// Takes the sockets systemd passed, if any were passed to this process, with their names
+/// (`LISTEN_FDNAMES`, empty when not given). Each must be a listening stream socket (TCP over
+/// IPv4/IPv6, or Unix).
+pub fn inherited() -> Result<Option<Vec<(Listener, String)>>, ListenError> {
     let Ok(count) = std::env::var("LISTEN_FDS") else {
         return Ok(None);
     };
@@ -86,10 +87,12 @@ pub fn inherited() -> Result<Option<Vec<Listener>>, ListenError> {
     let mut out = Vec::new();
     for i in 0..n {
         let fd = SD_LISTEN_FDS_START + i;
-        let name = names
-            .get(i as usize)
-            .map(|n| format!(" ({n})"))
-            .unwrap_or_default();
+        let fd_name = names.get(i as usize).cloned().unwrap_or_default();
+        let name = if fd_name.is_empty() {
+            String::new()
+        } else {
+            format!(" ({fd_name})")
+        };
         let bad = |why: String| ListenError::BadFd {
             fd,
             name: name.clone(),
@@ -127,7 +130,7 @@ pub fn inherited() -> Result<Option<Vec<Listener>>, ListenError> {
             }
             other => return Err(bad(format!("unsupported address family {other}"))),
         };
-        out.push(listener);
+        out.push((listener, fd_name));
     }
     Ok(Some(out))
 }

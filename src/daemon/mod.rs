@@ -22,6 +22,7 @@ use crate::api::{App, HttpSettings, repo_settings};
 use crate::config::{self, Args, Config, ConfigError, StorageConfig};
 use crate::log;
 use crate::repository::Registry;
+use crate::storage::swift::SwiftStorage;
 use crate::storage::{LocalStorage, Storage, StorageError};
 use listen::Listener;
 use notify::Notifier;
@@ -42,9 +43,7 @@ pub enum DaemonError {
 pub fn build_storage(cfg: &Config) -> Result<Arc<dyn Storage>, StorageError> {
     match &cfg.storage {
         StorageConfig::Local { rootdir } => Ok(Arc::new(LocalStorage::new(rootdir)?)),
-        StorageConfig::OpenStack { .. } => Err(StorageError::Unavailable(
-            "the openstack backend is not built into this version of chartroom".into(),
-        )),
+        StorageConfig::OpenStack { .. } => Ok(Arc::new(SwiftStorage::from_config(&cfg.storage)?)),
     }
 }
 
@@ -87,12 +86,24 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
         warn!(w.as_str());
     }
     let notifier = Notifier::from_env();
-    notifier.status("loading index");
+    // Signal handlers first: a SIGHUP that arrives while the index loads must not kill the
+    // process (the default action), and SIGTERM must be able to cut a long load short.
+    let mut hup = signal(SignalKind::hangup())?;
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
     let listeners = match listen::inherited()? {
         Some(l) => l,
-        None => vec![listen::bind(&cfg.listen_host, cfg.port).await?],
+        None => vec![(
+            listen::bind(&cfg.listen_host, cfg.port).await?,
+            String::new(),
+        )],
     };
-    let registry = build_registry(&cfg).await?;
+    notifier.status(&format!("loading index from {}", describe_storage(&cfg)));
+    let registry = tokio::select! {
+        r = build_registry(&cfg) => r?,
+        _ = term.recv() => { info!("stopped while loading the index"); return Ok(()); }
+        _ = int.recv() => { info!("stopped while loading the index"); return Ok(()); }
+    };
     let app = Arc::new(App::new(&cfg, registry));
     let (shutdown, _) = watch::channel(false);
     let shared = Arc::new(Shared {
@@ -103,29 +114,43 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
         connections: AtomicUsize::new(0),
         idle: Notify::new(),
     });
-    for l in listeners {
-        info!("listening", "on" => &l.describe(), "storage" => &app.registry.load().storage.describe());
-        tokio::spawn(accept_loop(shared.clone(), l));
+    let mut accepting = Vec::new();
+    for (l, name) in listeners {
+        let on = if name.is_empty() {
+            l.describe()
+        } else {
+            format!("{} ({name})", l.describe())
+        };
+        info!("listening", "on" => &on, "storage" => &app.registry.load().storage.describe());
+        accepting.push(tokio::spawn(accept_loop(shared.clone(), l)));
     }
     tokio::spawn(refresh_loop(shared.clone()));
     tokio::spawn(state_loop(shared.clone()));
     if let Some(every) = notify::watchdog_interval() {
         if shared.notifier.enabled() {
-            tokio::spawn(watchdog_loop(shared.clone(), every));
+            tokio::spawn(watchdog_loop(shared.clone(), every, accepting));
         }
     }
     let status = status_line(&app);
     info!("ready", "status" => &status);
     shared.notifier.ready(&status);
 
-    let mut hup = signal(SignalKind::hangup())?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
     loop {
         tokio::select! {
-            _ = hup.recv() => reload(&shared).await,
+            _ = hup.recv() => {}
             _ = term.recv() => break,
             _ = int.recv() => break,
+        }
+        // A reload waiting on unreachable storage must not hold up a stop: drop it (nothing
+        // is swapped until it has succeeded).
+        let stop = tokio::select! {
+            _ = reload(&shared) => false,
+            _ = term.recv() => true,
+            _ = int.recv() => true,
+        };
+        if stop {
+            warn!("stop requested during a reload; the reload is abandoned");
+            break;
         }
     }
     info!("stopping: no new connections; waiting for requests in flight");
@@ -243,6 +268,10 @@ async fn refresh_loop(shared: Arc<Shared>) {
             Ok(()) => String::new(),
             Err(e) => e.to_string(),
         };
+        if !Arc::ptr_eq(&registry, &shared.app.registry.load()) {
+            // A reload swapped the storage meanwhile: this result describes the old one.
+            continue;
+        }
         let was = shared.app.storage_problem.load();
         if problem.is_empty() && !was.is_empty() {
             info!("storage is reachable again");
@@ -264,10 +293,25 @@ async fn state_loop(shared: Arc<Shared>) {
     }
 }
 
-async fn watchdog_loop(shared: Arc<Shared>, every: Duration) {
+/// Pets the systemd watchdog from the runtime that serves requests, and only while the server
+/// works: a stalled runtime (a worker blocked, a lock never released) stops the pets, and so
+/// does an accept loop that ended other than by shutdown.
+async fn watchdog_loop(
+    shared: Arc<Shared>,
+    every: Duration,
+    accepting: Vec<tokio::task::JoinHandle<()>>,
+) {
     let mut tick = tokio::time::interval(every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
+        let stopping = *shared.shutdown.borrow();
+        if !stopping && accepting.iter().any(|h| h.is_finished()) {
+            error!("a listener stopped accepting connections; no longer petting the watchdog");
+            return;
+        }
+        // Takes the registry's locks: a request stuck holding one stops the pets too.
+        let _ = shared.app.registry.load().totals();
         shared.notifier.watchdog();
     }
 }
@@ -293,7 +337,7 @@ async fn reload(shared: &Shared) {
 
 async fn try_reload(shared: &Shared) -> Result<(), String> {
     let old = shared.app.http.load_full();
-    let mut cfg = load_config(&shared.args).map_err(|e| e.to_string())?;
+    let mut cfg = load_config_detached(shared.args.clone()).await?;
     for ((key, was), (_, now)) in old.cfg.restart_only().into_iter().zip(cfg.restart_only()) {
         if was != now {
             warn!("setting changed but needs a restart; keeping the running value",
@@ -313,11 +357,42 @@ async fn try_reload(shared: &Shared) -> Result<(), String> {
     }
     // Persist what the old backend knows before leaving it.
     shared.app.registry.load().save_states().await;
-    shared.app.registry.store(Arc::new(registry));
+    let registry = Arc::new(registry);
+    let old = shared.app.registry.swap(registry.clone());
     shared.app.http.store(Arc::new(HttpSettings::new(&cfg)));
     shared.app.storage_problem.store(Arc::new(String::new()));
     log::configure(cfg.debug, cfg.log_json);
+    tokio::spawn(catch_up(shared.app.clone(), old, registry));
     Ok(())
+}
+
+/// Reads the configuration (and the secret files it names) on a thread of its own: a file
+/// that blocks (a FIFO, a hung network mount) then stalls only this reload, not the runtime
+/// that serves requests, and a stop can still abandon it.
+async fn load_config_detached(args: Args) -> Result<Config, String> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(load_config(&args).map_err(|e| e.to_string()));
+    });
+    rx.await
+        .unwrap_or_else(|_| Err("the configuration loader failed".into()))
+}
+
+/// Requests in flight at a reload finish on the old registry, and uploads that completed
+/// after the new one listed its storage are not in its index. Once nothing holds the old
+/// registry any more, reconcile the new one with its storage so that those uploads show (when
+/// both use the same storage; otherwise the reconciliation finds nothing new).
+async fn catch_up(app: Arc<App>, old: Arc<Registry>, new: Arc<Registry>) {
+    while Arc::strong_count(&old) > 1 {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(old);
+    if !Arc::ptr_eq(&app.registry.load(), &new) {
+        return; // another reload came meanwhile and does its own catching up
+    }
+    if let Err(e) = new.refresh_all().await {
+        warn!("index refresh after reload failed", "error" => &e.to_string());
+    }
 }
 
 fn describe_storage(cfg: &Config) -> String {

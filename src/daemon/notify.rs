@@ -39,11 +39,11 @@ impl Notifier {
     }
 
     pub fn ready(&self, status: &str) {
-        self.send(&format!("READY=1\nSTATUS={status}"));
+        self.send(&format!("READY=1\nSTATUS={}", one_line(status)));
     }
 
     pub fn status(&self, status: &str) {
-        self.send(&format!("STATUS={status}"));
+        self.send(&format!("STATUS={}", one_line(status)));
     }
 
     /// `RELOADING=1` with the monotonic time systemd wants (Type=notify-reload).
@@ -61,6 +61,16 @@ impl Notifier {
     pub fn watchdog(&self) {
         self.send("WATCHDOG=1");
     }
+}
+
+/// A STATUS= value must stay on one line: a newline would end the assignment and the rest
+/// would be read as another (error messages from parsers can span lines).
+fn one_line(s: &str) -> String {
+    s.split(['\n', '\r'])
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 #[cfg(target_os = "linux")]
@@ -97,4 +107,15 @@ pub fn watchdog_interval() -> Option<Duration> {
         }
     }
     (usec > 0).then(|| Duration::from_micros(usec / 2))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn status_is_one_line() {
+        assert_eq!(
+            super::one_line("reload failed: bad yaml\n  at line 2\r\n"),
+            "reload failed: bad yaml at line 2"
+        );
+    }
 }

@@ -2,10 +2,14 @@
 //! Paths are `/`-separated and relative to the backend's root; every segment is checked by
 //! [`check_path`] so that nothing can name a place outside that root.
 
+use std::pin::Pin;
+
 use async_trait::async_trait;
 use bytes::Bytes;
+use futures_util::Stream;
 
 pub mod local;
+pub mod swift;
 
 pub use local::LocalStorage;
 
@@ -44,6 +48,17 @@ impl StorageError {
 
 pub type Result<T> = std::result::Result<T, StorageError>;
 
+/// The bytes of an object as they arrive. An `Err` item means the transfer broke off (or the
+/// bytes did not match their checksum): the consumer must not treat what it got as complete.
+/// `Sync` so that it fits a boxed HTTP body (`api::Body`) as it is.
+pub type ByteStream = Pin<Box<dyn Stream<Item = std::io::Result<Bytes>> + Send + Sync>>;
+
+/// An object being read: its size, known before the first byte, and its bytes.
+pub struct ObjectStream {
+    pub size: u64,
+    pub stream: ByteStream,
+}
+
 #[async_trait]
 pub trait Storage: Send + Sync + 'static {
     /// A short human description (`local:/var/lib/chartroom`), for logs and `/health`.
@@ -54,6 +69,31 @@ pub trait Storage: Send + Sync + 'static {
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>>;
 
     async fn get(&self, path: &str) -> Result<Bytes>;
+
+    /// Reads an object without holding all of it in memory, for sending it on to a client.
+    /// The default reads it whole with [`Storage::get`].
+    async fn get_stream(&self, path: &str) -> Result<ObjectStream> {
+        let data = self.get(path).await?;
+        Ok(ObjectStream {
+            size: data.len() as u64,
+            stream: Box::pin(futures_util::stream::once(async move { Ok(data) })),
+        })
+    }
+
+    /// Size and modification time of one object, as [`Storage::list`] would show them. The
+    /// default lists the object's directory.
+    async fn stat(&self, path: &str) -> Result<ObjectMeta> {
+        check_path(path)?;
+        let (dir, name) = match path.rsplit_once('/') {
+            Some((d, n)) => (d, n),
+            None => ("", path),
+        };
+        self.list(dir)
+            .await?
+            .into_iter()
+            .find(|o| o.name == name)
+            .ok_or_else(|| StorageError::NotFound(path.to_string()))
+    }
 
     /// Creates or replaces the object atomically: readers see the old bytes or the new bytes,
     /// never a part.
@@ -68,6 +108,13 @@ pub trait Storage: Send + Sync + 'static {
 
     /// Checks that the backend is usable (its root can be listed).
     async fn check(&self) -> Result<()>;
+
+    /// What is wrong right now, for `/health`: the error of the last call that failed because
+    /// the service could not be reached, until a call succeeds again. The default (for
+    /// backends without a remote service) is `None`.
+    fn problem(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Validates a relative object path: non-empty `/`-separated segments, none of them `.` or

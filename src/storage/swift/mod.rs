@@ -1,0 +1,1157 @@
+//! OpenStack Swift storage (`storage.backend: openstack`), over Swift's HTTP API with reqwest.
+//!
+//! - **Names.** An object path `a/b.tgz` is the Swift object `<prefix>/a/b.tgz` in the container.
+//!   [`Storage::list`] lists one "directory" with `delimiter=/` (deeper names come back folded
+//!   into `subdir` entries, which are skipped), 10,000 names a page, paged with `marker`; a page
+//!   shorter than the limit is the last, so an unchanged repository of up to 9,999 charts costs
+//!   one request.
+//! - **Times.** `modified_ns` comes from the listing's `last_modified` or, for one object, from
+//!   `X-Timestamp`: the same instant, parsed exactly (see [`time`]), so an object that did not
+//!   change never looks changed. The second-rounded `Last-Modified` header is not used for it.
+//! - **Writes.** A PUT carries the MD5 as `ETag`, so Swift refuses (422) a body damaged on the
+//!   way and stores nothing; an object is replaced whole or not at all. `put_if_absent` adds
+//!   `If-None-Match: *` (412 when the object exists). Swift checks that condition when the PUT
+//!   starts, so two PUTs that overlap can both pass it; the later one (by Swift's timestamp)
+//!   is what stays. After every PUT the object is read back with HEAD: if its ETag is not ours,
+//!   another writer won, and `put_if_absent` reports [`StorageError::AlreadyExists`] while
+//!   `put` returns a `modified_ns` that matches no listing, so the index re-reads the object at
+//!   its next refresh. Either way every instance's index converges on the bytes Swift kept.
+//! - **Faults.** Every request has a timeout (`connect_timeout`, and `timeout` for the answer
+//!   and between two reads of a body). Connection errors, timeouts, 5xx, 408 and 429 are
+//!   retried with exponential backoff and jitter (all calls here are idempotent: GET, HEAD,
+//!   PUT of whole objects, DELETE); when the tries are used up the call fails with
+//!   [`StorageError::Unavailable`], which the API answers with 503, and [`Storage::problem`]
+//!   says what is wrong until a call succeeds again. A 401 drops the token and logs in again
+//!   (twice at most per call). Objects read recently are kept in a small memory cache
+//!   (`cache_bytes`) that serves reads only while Swift cannot be reached. A retried DELETE
+//!   that finds nothing, or a retried conditional PUT that finds its own bytes, counts as done.
+//!
+//! **Several chartroom instances on one container** need no coordination beyond Swift's own:
+//! each keeps its index by listing (a refresh downloads only names whose size or time
+//! changed), uploads are whole-object PUTs, and conflicting ones are settled as described under
+//! *Writes*. The state file (`chartroom-state.json`) is only a cache of parsed index entries
+//! keyed by each object's (size, time): every instance writes it whole with one PUT (Swift
+//! replaces objects atomically, so a reader gets one writer's complete file, never a mix), and
+//! every instance reconciles what it reads with a listing before using it. A state file
+//! written by the other instance, older or newer, can therefore cost downloads but never put a
+//! wrong entry in an index; the last writer wins and nothing needs a lock.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures_util::{Stream, StreamExt};
+use md5::{Digest, Md5};
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+use reqwest::{Method, StatusCode};
+use serde::Deserialize;
+
+pub mod auth;
+pub mod time;
+
+pub use auth::{AuthConfig, Secret};
+
+use super::{ObjectMeta, ObjectStream, Result, Storage, StorageError, check_path, join};
+use crate::config::StorageConfig;
+
+/// Characters left as they are in a URL path segment or query value (RFC 3986 unreserved).
+const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+fn enc(s: &str) -> String {
+    utf8_percent_encode(s, ENCODE).to_string()
+}
+
+/// Everything the Swift backend needs; [`SwiftSettings::from_config`] fills it from the
+/// configuration, tests set it directly.
+#[derive(Debug, Clone)]
+pub struct SwiftSettings {
+    pub container: String,
+    /// Object name prefix inside the container (leading, trailing and doubled `/` dropped).
+    pub prefix: String,
+    /// PEM bundle of extra CA certificates (empty: the system's only).
+    pub cacert: String,
+    pub auth: AuthConfig,
+    pub connect_timeout: Duration,
+    /// Limit for an answer, and for the pause between two reads of a body.
+    pub timeout: Duration,
+    /// Tries of one call, the first included.
+    pub attempts: u32,
+    /// Pause before the second try; it doubles with each further try (with jitter).
+    pub backoff: Duration,
+    /// Names per listing request (Swift's maximum is 10,000).
+    pub page_size: usize,
+    /// Memory for recently read objects, served while Swift is unreachable (0: no cache).
+    pub cache_bytes: usize,
+}
+
+impl SwiftSettings {
+    pub fn new(container: &str, auth: AuthConfig) -> SwiftSettings {
+        SwiftSettings {
+            container: container.to_string(),
+            prefix: String::new(),
+            cacert: String::new(),
+            auth,
+            connect_timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(20),
+            attempts: 3,
+            backoff: Duration::from_millis(250),
+            page_size: 10_000,
+            cache_bytes: 32 << 20,
+        }
+    }
+
+    /// Settings for a `StorageConfig::OpenStack`; credentials come from the environment
+    /// variables the configuration captured, or from the key/password files.
+    pub fn from_config(cfg: &StorageConfig) -> Result<SwiftSettings> {
+        let StorageConfig::OpenStack {
+            container,
+            prefix,
+            region,
+            cacert,
+            auth,
+            keyfile,
+            passwordfile,
+            env,
+        } = cfg
+        else {
+            return Err(config_error("not an openstack storage configuration"));
+        };
+        let get = |k: &str| env.get(k);
+        let auth = AuthConfig::from_env(auth, region, keyfile, passwordfile, &get)
+            .map_err(config_error)?;
+        let mut s = SwiftSettings::new(container, auth);
+        s.prefix = prefix.clone();
+        s.cacert = if cacert.is_empty() {
+            get("OS_CACERT").unwrap_or_default()
+        } else {
+            cacert.clone()
+        };
+        Ok(s)
+    }
+}
+
+fn config_error(msg: impl std::fmt::Display) -> StorageError {
+    StorageError::Io {
+        path: "openstack".into(),
+        message: msg.to_string(),
+    }
+}
+
+/// Counts of requests sent to Swift (every try counts), for tests and benchmarks.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct SwiftStats {
+    pub logins: u64,
+    pub lists: u64,
+    pub gets: u64,
+    pub heads: u64,
+    pub puts: u64,
+    pub deletes: u64,
+    pub retries: u64,
+    pub reauths: u64,
+    pub cache_reads: u64,
+}
+
+#[derive(Default)]
+struct Counters {
+    lists: AtomicU64,
+    gets: AtomicU64,
+    heads: AtomicU64,
+    puts: AtomicU64,
+    deletes: AtomicU64,
+    retries: AtomicU64,
+    reauths: AtomicU64,
+    cache_reads: AtomicU64,
+}
+
+fn bump(c: &AtomicU64) {
+    c.fetch_add(1, Ordering::Relaxed);
+}
+
+/// Least-recently-used objects, by full object name.
+struct Cache {
+    max_bytes: usize,
+    used: usize,
+    tick: u64,
+    map: HashMap<String, (Bytes, u64)>,
+}
+
+impl Cache {
+    fn new(max_bytes: usize) -> Cache {
+        Cache {
+            max_bytes,
+            used: 0,
+            tick: 0,
+            map: HashMap::new(),
+        }
+    }
+
+    fn max_object(&self) -> usize {
+        self.max_bytes / 8
+    }
+
+    fn get(&mut self, key: &str) -> Option<Bytes> {
+        self.tick += 1;
+        let tick = self.tick;
+        self.map.get_mut(key).map(|(b, t)| {
+            *t = tick;
+            b.clone()
+        })
+    }
+
+    fn remove(&mut self, key: &str) {
+        if let Some((b, _)) = self.map.remove(key) {
+            self.used -= b.len();
+        }
+    }
+
+    fn insert(&mut self, key: &str, data: Bytes) {
+        self.remove(key);
+        if data.len() > self.max_object() {
+            return;
+        }
+        self.tick += 1;
+        self.used += data.len();
+        self.map.insert(key.to_string(), (data, self.tick));
+        while self.used > self.max_bytes {
+            let oldest = self
+                .map
+                .iter()
+                .min_by_key(|(_, (_, t))| *t)
+                .map(|(k, _)| k.clone());
+            match oldest {
+                Some(k) => self.remove(&k),
+                None => break,
+            }
+        }
+    }
+}
+
+pub struct SwiftStorage {
+    s: SwiftSettings,
+    client: reqwest::Client,
+    auth: auth::Authenticator,
+    counters: Counters,
+    cache: Arc<Mutex<Cache>>,
+    /// The last "unavailable" error, cleared by the next answer from Swift.
+    problem: Mutex<Option<String>>,
+}
+
+/// An answer Swift gave, and whether an earlier try of the same call may have taken effect
+/// (it failed after the request could have reached Swift).
+struct Answer {
+    resp: reqwest::Response,
+    ambiguous: bool,
+}
+
+struct Call<'a> {
+    method: Method,
+    /// Full object name; `None` for the container itself.
+    key: Option<&'a str>,
+    query: &'a [(&'a str, &'a str)],
+    headers: &'a [(&'static str, &'a str)],
+    body: Option<Bytes>,
+    /// The body will be read by the caller at its own pace: no overall time limit.
+    streamed: bool,
+}
+
+/// The innermost cause of a reqwest error ("Connection refused (os error 111)").
+pub(crate) fn error_text(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        return "timed out".into();
+    }
+    let mut inner: &dyn std::error::Error = e;
+    while let Some(next) = inner.source() {
+        inner = next;
+    }
+    inner.to_string()
+}
+
+fn retryable_status(s: StatusCode) -> bool {
+    s.is_server_error() || matches!(s.as_u16(), 408 | 429 | 498)
+}
+
+fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+}
+
+/// The MD5 an answer's ETag promises for the body, when it is a plain object's.
+fn plain_etag(resp: &reqwest::Response) -> Option<String> {
+    if header(resp, "x-static-large-object").is_some()
+        || header(resp, "x-object-manifest").is_some()
+    {
+        return None;
+    }
+    let etag = header(resp, "etag")?.trim_matches('"').to_ascii_lowercase();
+    (etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())).then_some(etag)
+}
+
+fn content_type(path: &str) -> &'static str {
+    if path.ends_with(".tgz") {
+        "application/x-tar"
+    } else if path.ends_with(".prov") {
+        "application/pgp-signature"
+    } else if path.ends_with(".json") {
+        "application/json"
+    } else {
+        "application/octet-stream"
+    }
+}
+
+fn file_name(path: &str) -> String {
+    path.rsplit('/').next().unwrap_or(path).to_string()
+}
+
+/// A `modified_ns` for an object whose listing time could not be read back: one nanosecond
+/// past its `Last-Modified` second (or now). Listing times are whole microseconds, so this
+/// never equals one, and the next refresh reads the object again.
+fn unconfirmed_ns(resp_last_modified: Option<&str>) -> i64 {
+    resp_last_modified
+        .and_then(time::parse_http_date)
+        .unwrap_or_else(crate::timefmt::now_ns)
+        / 1000
+        * 1000
+        + 1
+}
+
+#[derive(Deserialize)]
+struct ListEntry {
+    name: Option<String>,
+    subdir: Option<String>,
+    bytes: Option<u64>,
+    last_modified: Option<String>,
+}
+
+impl SwiftStorage {
+    pub fn new(mut s: SwiftSettings) -> Result<SwiftStorage> {
+        s.prefix = s
+            .prefix
+            .split('/')
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("/");
+        if s.container.is_empty() || s.container.contains('/') {
+            return Err(config_error(format!(
+                "invalid container name {:?}",
+                s.container
+            )));
+        }
+        if !s.prefix.is_empty() {
+            check_path(&s.prefix)
+                .map_err(|_| config_error(format!("invalid prefix {:?}", s.prefix)))?;
+        }
+        s.attempts = s.attempts.max(1);
+        s.page_size = s.page_size.clamp(1, 10_000);
+        let mut b = reqwest::Client::builder()
+            .connect_timeout(s.connect_timeout)
+            .read_timeout(s.timeout)
+            .pool_idle_timeout(Duration::from_secs(50))
+            .user_agent(concat!("chartroom/", env!("CARGO_PKG_VERSION")));
+        if !s.cacert.is_empty() {
+            let pem = std::fs::read(&s.cacert)
+                .map_err(|e| config_error(format!("cannot read CA bundle {}: {e}", s.cacert)))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem)
+                .map_err(|e| config_error(format!("cannot parse CA bundle {}: {e}", s.cacert)))?;
+            if certs.is_empty() {
+                return Err(config_error(format!("no certificates in {}", s.cacert)));
+            }
+            for c in certs {
+                b = b.add_root_certificate(c);
+            }
+        }
+        let client = b
+            .build()
+            .map_err(|e| config_error(format!("cannot set up the HTTP client: {e}")))?;
+        let auth = auth::Authenticator::new(s.auth.clone(), client.clone(), s.timeout);
+        Ok(SwiftStorage {
+            cache: Arc::new(Mutex::new(Cache::new(s.cache_bytes))),
+            s,
+            client,
+            auth,
+            counters: Counters::default(),
+            problem: Mutex::new(None),
+        })
+    }
+
+    /// Builds the backend for a `StorageConfig::OpenStack`.
+    pub fn from_config(cfg: &StorageConfig) -> Result<SwiftStorage> {
+        SwiftStorage::new(SwiftSettings::from_config(cfg)?)
+    }
+
+    pub fn settings(&self) -> &SwiftSettings {
+        &self.s
+    }
+
+    pub async fn stats(&self) -> SwiftStats {
+        let c = &self.counters;
+        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        SwiftStats {
+            logins: self.auth.logins().await,
+            lists: l(&c.lists),
+            gets: l(&c.gets),
+            heads: l(&c.heads),
+            puts: l(&c.puts),
+            deletes: l(&c.deletes),
+            retries: l(&c.retries),
+            reauths: l(&c.reauths),
+            cache_reads: l(&c.cache_reads),
+        }
+    }
+
+    fn key(&self, path: &str) -> Result<String> {
+        check_path(path)?;
+        Ok(join(&self.s.prefix, path))
+    }
+
+    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
+        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn url(&self, base: &str, key: Option<&str>, query: &[(&str, &str)]) -> String {
+        let mut u = format!("{base}/{}", enc(&self.s.container));
+        if let Some(k) = key {
+            for seg in k.split('/') {
+                u.push('/');
+                u.push_str(&enc(seg));
+            }
+        }
+        for (i, (k, v)) in query.iter().enumerate() {
+            u.push(if i == 0 { '?' } else { '&' });
+            u.push_str(k);
+            u.push('=');
+            u.push_str(&enc(v));
+        }
+        u
+    }
+
+    fn describe_call(&self, call: &Call<'_>) -> String {
+        match call.key {
+            Some(k) => format!("swift {} {}/{k}", call.method, self.s.container),
+            None => format!("swift {} container {}", call.method, self.s.container),
+        }
+    }
+
+    async fn pause(&self, attempt: u32) {
+        let base = self.s.backoff.saturating_mul(1 << (attempt - 1).min(10));
+        let jitter = rand::random::<f64>() * 0.5 + 0.75;
+        tokio::time::sleep(base.mul_f64(jitter)).await;
+    }
+
+    fn count(&self, method: &Method, key: Option<&str>) {
+        let c = &self.counters;
+        match (method.as_str(), key) {
+            ("GET", None) => bump(&c.lists),
+            ("GET", Some(_)) => bump(&c.gets),
+            ("HEAD", _) => bump(&c.heads),
+            ("PUT", _) => bump(&c.puts),
+            ("DELETE", _) => bump(&c.deletes),
+            _ => {}
+        }
+    }
+
+    /// Sends a call, logging in as needed, retrying what can be retried. Returns Swift's
+    /// answer for anything but 401 and retryable statuses.
+    async fn execute(&self, call: &Call<'_>) -> Result<Answer> {
+        let res = self.execute_inner(call).await;
+        let mut p = self.problem.lock().unwrap_or_else(|e| e.into_inner());
+        match &res {
+            Ok(_) => *p = None,
+            Err(StorageError::Unavailable(why)) => *p = Some(why.clone()),
+            Err(_) => {}
+        }
+        res
+    }
+
+    async fn execute_inner(&self, call: &Call<'_>) -> Result<Answer> {
+        let mut attempt = 1u32;
+        let mut reauths = 0u32;
+        let mut ambiguous = false;
+        loop {
+            let failure = match self.auth.token().await {
+                Err(f) if !f.retryable => return Err(StorageError::Unavailable(f.message)),
+                Err(f) => f.message,
+                Ok(tok) => {
+                    let url = self.url(&tok.storage_url, call.key, call.query);
+                    let mut rb = self
+                        .client
+                        .request(call.method.clone(), &url)
+                        .header("X-Auth-Token", &tok.value);
+                    for (k, v) in call.headers {
+                        rb = rb.header(*k, *v);
+                    }
+                    if let Some(b) = &call.body {
+                        // Explicit, or an empty body goes without one (Swift: 411).
+                        rb = rb
+                            .header(http::header::CONTENT_LENGTH, b.len())
+                            .body(b.clone());
+                    }
+                    self.count(&call.method, call.key);
+                    let sent = if call.streamed {
+                        match tokio::time::timeout(self.s.timeout, rb.send()).await {
+                            Ok(r) => r.map_err(|e| (e.is_connect(), error_text(&e))),
+                            Err(_) => Err((false, "timed out waiting for the answer".into())),
+                        }
+                    } else {
+                        rb.timeout(self.s.timeout)
+                            .send()
+                            .await
+                            .map_err(|e| (e.is_connect(), error_text(&e)))
+                    };
+                    match sent {
+                        Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
+                            if reauths < 2 {
+                                reauths += 1;
+                                bump(&self.counters.reauths);
+                                crate::debug!("swift token rejected; logging in again",
+                                    "call" => &self.describe_call(call));
+                                self.auth.invalidate(&tok).await;
+                                continue;
+                            }
+                            return Err(StorageError::Unavailable(format!(
+                                "{}: Swift rejects the token it gave (401)",
+                                self.describe_call(call)
+                            )));
+                        }
+                        Ok(resp) if retryable_status(resp.status()) => {
+                            ambiguous = true;
+                            format!("{}", resp.status())
+                        }
+                        Ok(resp) => return Ok(Answer { resp, ambiguous }),
+                        Err((connect, msg)) => {
+                            ambiguous |= !connect;
+                            msg
+                        }
+                    }
+                }
+            };
+            if attempt >= self.s.attempts {
+                return Err(StorageError::Unavailable(format!(
+                    "{}: {failure} (after {attempt} tries)",
+                    self.describe_call(call)
+                )));
+            }
+            crate::debug!("swift call failed; retrying", "call" => &self.describe_call(call),
+                "error" => failure.as_str(), "attempt" => attempt);
+            bump(&self.counters.retries);
+            self.pause(attempt).await;
+            attempt += 1;
+        }
+    }
+
+    fn unexpected(&self, what: &str, resp: &reqwest::Response) -> StorageError {
+        StorageError::Io {
+            path: what.to_string(),
+            message: format!("Swift answered {}", resp.status()),
+        }
+    }
+
+    /// A read that Swift cannot serve now, from the cache if the object is there.
+    fn cached_or(&self, key: &str, err: StorageError) -> Result<Bytes> {
+        if let StorageError::Unavailable(why) = &err {
+            if let Some(b) = self.cache().get(key) {
+                bump(&self.counters.cache_reads);
+                crate::warn!("Swift unreachable; serving a cached copy", "object" => key,
+                    "error" => why.as_str());
+                return Ok(b);
+            }
+        }
+        Err(err)
+    }
+
+    async fn get_once(&self, key: &str) -> Result<std::result::Result<Bytes, String>> {
+        let ans = self
+            .execute(&Call {
+                method: Method::GET,
+                key: Some(key),
+                query: &[],
+                headers: &[],
+                body: None,
+                streamed: false,
+            })
+            .await?;
+        let resp = ans.resp;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => return Err(StorageError::NotFound(key.to_string())),
+            _ => return Err(self.unexpected(key, &resp)),
+        }
+        let etag = plain_etag(&resp);
+        let data = match resp.bytes().await {
+            Ok(d) => d,
+            Err(e) => return Ok(Err(error_text(&e))),
+        };
+        if let Some(etag) = etag {
+            let got = hex::encode(Md5::digest(&data));
+            if got != etag {
+                return Ok(Err(format!(
+                    "body does not match its ETag ({got} != {etag})"
+                )));
+            }
+        }
+        Ok(Ok(data))
+    }
+
+    async fn write(&self, path: &str, data: Bytes, if_absent: bool) -> Result<ObjectMeta> {
+        let key = self.key(path)?;
+        let md5 = hex::encode(Md5::digest(&data));
+        let mut headers: Vec<(&'static str, &str)> =
+            vec![("ETag", md5.as_str()), ("Content-Type", content_type(path))];
+        if if_absent {
+            headers.push(("If-None-Match", "*"));
+        }
+        let ans = self
+            .execute(&Call {
+                method: Method::PUT,
+                key: Some(&key),
+                query: &[],
+                headers: &headers,
+                body: Some(data.clone()),
+                streamed: false,
+            })
+            .await?;
+        let status = ans.resp.status();
+        let last_modified = header(&ans.resp, "last-modified").map(str::to_string);
+        match status {
+            s if s.is_success() => {}
+            StatusCode::PRECONDITION_FAILED if if_absent => {
+                // A try that timed out may have stored our bytes: then the upload is done.
+                if !(ans.ambiguous && self.head_etag(&key).await.as_deref() == Some(&md5)) {
+                    return Err(StorageError::AlreadyExists(path.to_string()));
+                }
+            }
+            StatusCode::UNPROCESSABLE_ENTITY => {
+                return Err(StorageError::Io {
+                    path: key,
+                    message: "Swift refused the upload: checksum mismatch (422)".into(),
+                });
+            }
+            StatusCode::NOT_FOUND => {
+                return Err(StorageError::Io {
+                    path: key,
+                    message: format!("container {} not found", self.s.container),
+                });
+            }
+            _ => return Err(self.unexpected(&key, &ans.resp)),
+        }
+        // Read the object back: its listing time, and whether our bytes are what stayed.
+        let name = file_name(path);
+        let unconfirmed = ObjectMeta {
+            name: name.clone(),
+            size: data.len() as u64,
+            modified_ns: unconfirmed_ns(last_modified.as_deref()),
+        };
+        match self.head(&key, true).await {
+            Ok(h) if h.etag.as_deref() == Some(md5.as_str()) => {
+                self.cache().insert(&key, data);
+                let modified_ns = match h.modified_ns {
+                    Some(ns) => ns,
+                    None => self
+                        .listed_time(&key)
+                        .await
+                        .unwrap_or(unconfirmed.modified_ns),
+                };
+                Ok(ObjectMeta {
+                    name,
+                    size: h.size,
+                    modified_ns,
+                })
+            }
+            Ok(_) => {
+                self.cache().remove(&key);
+                if if_absent {
+                    crate::info!("concurrent upload of the same object: the other one stayed",
+                        "object" => key.as_str());
+                    Err(StorageError::AlreadyExists(path.to_string()))
+                } else {
+                    Ok(unconfirmed)
+                }
+            }
+            Err(e) => {
+                self.cache().remove(&key);
+                crate::debug!("cannot read back an uploaded object", "object" => key.as_str(),
+                    "error" => &e.to_string());
+                Ok(unconfirmed)
+            }
+        }
+    }
+
+    async fn head_etag(&self, key: &str) -> Option<String> {
+        self.head(key, true).await.ok().and_then(|h| h.etag)
+    }
+
+    /// HEAD of one object; with `newest`, Swift asks every replica and answers with the newest
+    /// (right after a write, a replica that missed it must not answer).
+    async fn head(&self, key: &str, newest: bool) -> Result<Head> {
+        let ans = self
+            .execute(&Call {
+                method: Method::HEAD,
+                key: Some(key),
+                query: &[],
+                headers: if newest { &[("X-Newest", "true")] } else { &[] },
+                body: None,
+                streamed: false,
+            })
+            .await?;
+        let resp = &ans.resp;
+        match resp.status() {
+            s if s.is_success() => Ok(Head {
+                size: header(resp, "content-length")
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or(0),
+                etag: plain_etag(resp),
+                modified_ns: header(resp, "x-timestamp").and_then(time::parse_x_timestamp),
+            }),
+            StatusCode::NOT_FOUND => Err(StorageError::NotFound(key.to_string())),
+            _ => Err(self.unexpected(key, resp)),
+        }
+    }
+
+    /// The listing time of one object (for Swift-compatible servers without `X-Timestamp`).
+    async fn listed_time(&self, key: &str) -> Option<i64> {
+        let page = self.list_page(key, "", 1, false).await.ok()?;
+        page.into_iter()
+            .find(|e| e.name.as_deref() == Some(key))
+            .and_then(|e| e.last_modified)
+            .and_then(|t| time::parse_iso8601(&t))
+    }
+
+    async fn list_page(
+        &self,
+        prefix: &str,
+        marker: &str,
+        limit: usize,
+        delimiter: bool,
+    ) -> Result<Vec<ListEntry>> {
+        let limit = limit.to_string();
+        let mut query: Vec<(&str, &str)> = vec![("format", "json"), ("limit", &limit)];
+        if !prefix.is_empty() {
+            query.push(("prefix", prefix));
+        }
+        if delimiter {
+            query.push(("delimiter", "/"));
+        }
+        if !marker.is_empty() {
+            query.push(("marker", marker));
+        }
+        let ans = self
+            .execute(&Call {
+                method: Method::GET,
+                key: None,
+                query: &query,
+                headers: &[("Accept", "application/json")],
+                body: None,
+                streamed: false,
+            })
+            .await?;
+        let resp = ans.resp;
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NO_CONTENT => return Ok(Vec::new()),
+            StatusCode::NOT_FOUND => {
+                return Err(StorageError::Io {
+                    path: self.s.container.clone(),
+                    message: format!("container {} not found", self.s.container),
+                });
+            }
+            _ => return Err(self.unexpected(&self.s.container, &resp)),
+        }
+        let body = resp.bytes().await.map_err(|e| {
+            StorageError::Unavailable(format!(
+                "swift GET container {}: {}",
+                self.s.container,
+                error_text(&e)
+            ))
+        })?;
+        serde_json::from_slice(&body).map_err(|e| StorageError::Io {
+            path: self.s.container.clone(),
+            message: format!("listing is not the expected JSON: {e}"),
+        })
+    }
+}
+
+struct Head {
+    size: u64,
+    etag: Option<String>,
+    modified_ns: Option<i64>,
+}
+
+/// A body passed on as it arrives, checked against its length and MD5 at the end (a mismatch
+/// ends the stream with an error, so a client never takes a damaged copy for complete), and
+/// kept for the cache when small enough.
+struct BodyStream {
+    inner: std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send + Sync>>,
+    key: String,
+    size: u64,
+    received: u64,
+    md5: Option<(Md5, String)>,
+    keep: Option<Vec<u8>>,
+    cache: Arc<Mutex<Cache>>,
+    done: bool,
+}
+
+impl Stream for BodyStream {
+    type Item = std::io::Result<Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if this.done {
+            return Poll::Ready(None);
+        }
+        match this.inner.poll_next_unpin(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(Some(Ok(b))) => {
+                this.received += b.len() as u64;
+                if let Some((h, _)) = &mut this.md5 {
+                    h.update(&b);
+                }
+                if let Some(k) = &mut this.keep {
+                    k.extend_from_slice(&b);
+                }
+                Poll::Ready(Some(Ok(b)))
+            }
+            Poll::Ready(Some(Err(e))) => {
+                this.done = true;
+                Poll::Ready(Some(Err(std::io::Error::other(format!(
+                    "reading {} from Swift: {}",
+                    this.key,
+                    error_text(&e)
+                )))))
+            }
+            Poll::Ready(None) => {
+                this.done = true;
+                if this.received != this.size {
+                    return Poll::Ready(Some(Err(std::io::Error::other(format!(
+                        "{} from Swift: got {} of {} bytes",
+                        this.key, this.received, this.size
+                    )))));
+                }
+                if let Some((h, expected)) = this.md5.take() {
+                    let got = hex::encode(h.finalize());
+                    if got != expected {
+                        return Poll::Ready(Some(Err(std::io::Error::other(format!(
+                            "{} from Swift does not match its ETag",
+                            this.key
+                        )))));
+                    }
+                    if let Some(k) = this.keep.take() {
+                        let mut c = this.cache.lock().unwrap_or_else(|e| e.into_inner());
+                        c.insert(&this.key, Bytes::from(k));
+                    }
+                }
+                Poll::Ready(None)
+            }
+        }
+    }
+}
+
+#[async_trait]
+impl Storage for SwiftStorage {
+    fn describe(&self) -> String {
+        let mut d = format!("openstack:{}", self.s.container);
+        if !self.s.prefix.is_empty() {
+            d.push('/');
+            d.push_str(&self.s.prefix);
+        }
+        format!("{d} (auth {})", self.s.auth.endpoint())
+    }
+
+    async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
+        if !prefix.is_empty() {
+            check_path(prefix)?;
+        }
+        let full = match (self.s.prefix.is_empty(), prefix.is_empty()) {
+            (true, true) => String::new(),
+            (false, true) => format!("{}/", self.s.prefix),
+            _ => format!("{}/", join(&self.s.prefix, prefix)),
+        };
+        let mut out = Vec::new();
+        let mut marker = String::new();
+        loop {
+            let page = self
+                .list_page(&full, &marker, self.s.page_size, true)
+                .await?;
+            let n = page.len();
+            for e in page {
+                let Some(name) = e.name else {
+                    if let Some(sub) = e.subdir {
+                        marker = sub;
+                    }
+                    continue;
+                };
+                let rel = name.strip_prefix(&full).unwrap_or(&name);
+                let keep = !rel.is_empty() && !rel.contains('/');
+                let meta = match (
+                    keep,
+                    e.bytes,
+                    e.last_modified.as_deref().and_then(time::parse_iso8601),
+                ) {
+                    (true, Some(size), Some(ns)) => Some(ObjectMeta {
+                        name: rel.to_string(),
+                        size,
+                        modified_ns: ns,
+                    }),
+                    (true, _, _) => {
+                        crate::warn!("skipping a listing entry without size or time",
+                            "object" => name.as_str());
+                        None
+                    }
+                    _ => None,
+                };
+                out.extend(meta);
+                marker = name;
+            }
+            if n < self.s.page_size {
+                break;
+            }
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    async fn get(&self, path: &str) -> Result<Bytes> {
+        let key = self.key(path)?;
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self.get_once(&key).await {
+                Ok(Ok(data)) => {
+                    self.cache().insert(&key, data.clone());
+                    return Ok(data);
+                }
+                Ok(Err(why)) if tries < self.s.attempts => {
+                    crate::debug!("swift download broke off; retrying", "object" => key.as_str(),
+                        "error" => why.as_str());
+                    bump(&self.counters.retries);
+                    self.pause(tries).await;
+                }
+                Ok(Err(why)) => {
+                    return self.cached_or(
+                        &key,
+                        StorageError::Unavailable(format!("swift GET {key}: {why}")),
+                    );
+                }
+                Err(StorageError::NotFound(_)) => {
+                    self.cache().remove(&key);
+                    return Err(StorageError::NotFound(path.to_string()));
+                }
+                Err(e) => return self.cached_or(&key, e),
+            }
+        }
+    }
+
+    async fn get_stream(&self, path: &str) -> Result<ObjectStream> {
+        let key = self.key(path)?;
+        let ans = self
+            .execute(&Call {
+                method: Method::GET,
+                key: Some(&key),
+                query: &[],
+                headers: &[],
+                body: None,
+                streamed: true,
+            })
+            .await;
+        let resp = match ans {
+            Ok(a) => a.resp,
+            Err(e) => {
+                let data = self.cached_or(&key, e)?;
+                return Ok(ObjectStream {
+                    size: data.len() as u64,
+                    stream: Box::pin(futures_util::stream::once(async move { Ok(data) })),
+                });
+            }
+        };
+        match resp.status() {
+            StatusCode::OK => {}
+            StatusCode::NOT_FOUND => {
+                self.cache().remove(&key);
+                return Err(StorageError::NotFound(path.to_string()));
+            }
+            _ => return Err(self.unexpected(&key, &resp)),
+        }
+        let Some(size) = resp.content_length() else {
+            // No length up front (should not happen with Swift): read it whole.
+            drop(resp);
+            let data = self.get(path).await?;
+            return Ok(ObjectStream {
+                size: data.len() as u64,
+                stream: Box::pin(futures_util::stream::once(async move { Ok(data) })),
+            });
+        };
+        let md5 = plain_etag(&resp).map(|e| (Md5::new(), e));
+        let cacheable = md5.is_some() && (size as usize) <= self.cache().max_object();
+        Ok(ObjectStream {
+            size,
+            stream: Box::pin(BodyStream {
+                inner: Box::pin(resp.bytes_stream()),
+                key,
+                size,
+                received: 0,
+                md5,
+                keep: cacheable.then(|| Vec::with_capacity(size as usize)),
+                cache: self.cache.clone(),
+                done: false,
+            }),
+        })
+    }
+
+    async fn stat(&self, path: &str) -> Result<ObjectMeta> {
+        let key = self.key(path)?;
+        let h = match self.head(&key, false).await {
+            Err(StorageError::NotFound(_)) => return Err(StorageError::NotFound(path.to_string())),
+            other => other?,
+        };
+        let modified_ns = match h.modified_ns {
+            Some(ns) => ns,
+            None => self
+                .listed_time(&key)
+                .await
+                .ok_or_else(|| StorageError::NotFound(path.to_string()))?,
+        };
+        Ok(ObjectMeta {
+            name: file_name(path),
+            size: h.size,
+            modified_ns,
+        })
+    }
+
+    async fn put(&self, path: &str, data: Bytes) -> Result<ObjectMeta> {
+        self.write(path, data, false).await
+    }
+
+    async fn put_if_absent(&self, path: &str, data: Bytes) -> Result<ObjectMeta> {
+        self.write(path, data, true).await
+    }
+
+    async fn delete(&self, path: &str) -> Result<()> {
+        let key = self.key(path)?;
+        self.cache().remove(&key);
+        let ans = self
+            .execute(&Call {
+                method: Method::DELETE,
+                key: Some(&key),
+                query: &[],
+                headers: &[],
+                body: None,
+                streamed: false,
+            })
+            .await?;
+        match ans.resp.status() {
+            s if s.is_success() => Ok(()),
+            // An earlier try that timed out may have deleted it.
+            StatusCode::NOT_FOUND if ans.ambiguous => Ok(()),
+            StatusCode::NOT_FOUND => Err(StorageError::NotFound(path.to_string())),
+            _ => Err(self.unexpected(&key, &ans.resp)),
+        }
+    }
+
+    fn problem(&self) -> Option<String> {
+        self.problem
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    async fn check(&self) -> Result<()> {
+        let ans = self
+            .execute(&Call {
+                method: Method::HEAD,
+                key: None,
+                query: &[],
+                headers: &[],
+                body: None,
+                streamed: false,
+            })
+            .await?;
+        match ans.resp.status() {
+            s if s.is_success() => Ok(()),
+            StatusCode::NOT_FOUND => Err(StorageError::Io {
+                path: self.s.container.clone(),
+                message: format!("container {} not found", self.s.container),
+            }),
+            StatusCode::FORBIDDEN => Err(StorageError::Io {
+                path: self.s.container.clone(),
+                message: format!("no access to container {} (403)", self.s.container),
+            }),
+            _ => Err(self.unexpected(&self.s.container, &ans.resp)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn encoding() {
+        assert_eq!(enc("a-1.0.0+build.1.tgz"), "a-1.0.0%2Bbuild.1.tgz");
+        assert_eq!(enc("a b/c"), "a%20b%2Fc");
+    }
+
+    #[test]
+    fn cache_evicts_oldest() {
+        let mut c = Cache::new(80);
+        c.insert("a", Bytes::from(vec![0; 10]));
+        c.insert("b", Bytes::from(vec![0; 10]));
+        assert!(c.get("a").is_some());
+        for i in 0..7 {
+            c.insert(&format!("x{i}"), Bytes::from(vec![0; 10]));
+        }
+        assert!(c.used <= 80);
+        assert!(c.get("b").is_none(), "least recently used goes first");
+        c.insert("big", Bytes::from(vec![0; 11]));
+        assert!(c.get("big").is_none(), "larger than an eighth: not kept");
+    }
+
+    #[test]
+    fn bad_settings_are_refused() {
+        let auth = AuthConfig::V1(auth::V1Config {
+            url: "http://127.0.0.1:1/auth/v1.0".into(),
+            user: "u".into(),
+            key: Secret::Value("k".into()),
+        });
+        let mut s = SwiftSettings::new("charts", auth);
+        s.cacert = "/nonexistent/ca.pem".into();
+        let e = SwiftStorage::new(s.clone()).err().unwrap().to_string();
+        assert!(
+            e.contains("cannot read CA bundle /nonexistent/ca.pem"),
+            "{e}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("ca.pem");
+        std::fs::write(&f, "not a certificate\n").unwrap();
+        s.cacert = f.display().to_string();
+        let e = SwiftStorage::new(s.clone()).err().unwrap().to_string();
+        assert!(e.contains("ca.pem"), "{e}");
+        s.cacert.clear();
+        s.container = "a/b".into();
+        assert!(SwiftStorage::new(s.clone()).is_err());
+        s.container = "charts".into();
+        s.prefix = "/x//y/".into();
+        let ok = SwiftStorage::new(s).unwrap();
+        assert_eq!(ok.settings().prefix, "x/y");
+        assert_eq!(
+            ok.describe(),
+            "openstack:charts/x/y (auth http://127.0.0.1:1/auth/v1.0)"
+        );
+    }
+
+    #[test]
+    fn unconfirmed_times_never_match_a_listing() {
+        let ns = unconfirmed_ns(Some("Tue, 24 Nov 2026 00:12:21 GMT"));
+        assert_eq!(ns % 1000, 1);
+    }
+}
