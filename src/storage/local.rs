@@ -72,16 +72,25 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
 /// Writes `data` to a new temporary file beside `target` and syncs it.
 fn write_temp(target: &Path, data: &[u8]) -> std::io::Result<PathBuf> {
     let dir = target.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
     let base = target
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{base}.tmp-{:016x}", rand::random::<u64>()));
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&tmp)?;
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+    };
+    // The directory usually exists: create it only when the first attempt says it does not.
+    let mut f = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            std::fs::create_dir_all(dir)?;
+            open()?
+        }
+        other => other?,
+    };
     let res = f.write_all(data).and_then(|_| f.sync_data());
     if let Err(e) = res {
         let _ = std::fs::remove_file(&tmp);
