@@ -44,13 +44,16 @@ def start(procs, chartroom_bin, tmp_path, notify, rootdir: Path, args=(), **cfg)
 
 
 def reload(proc, notify) -> tuple[int, int, str]:
-    """SIGHUP; waits for RELOADING=1 then READY=1. Returns (when RELOADING was received,
+    """SIGHUP; waits for RELOADING=1 then READY=1. Returns (when RELOADING was sent,
     when READY was received, STATUS of the READY message)."""
     after = len(notify.snapshot())
     proc.signal(signal.SIGHUP)
     i, rel = notify.wait_for(lambda m: m.fields.get("RELOADING") == "1", after=after)
     _, ready = notify.wait_ready(after=i + 1)
-    return rel.at, ready.at, ready.fields["STATUS"]
+    # The daemon's own MONOTONIC_USEC, not the time this process got around to reading the
+    # datagram: with client threads holding the GIL the receive time can lag by milliseconds,
+    # and a request that ended in that gap was already answered from the new storage.
+    return int(rel.fields["MONOTONIC_USEC"]), ready.at, ready.fields["STATUS"]
 
 
 class Client(threading.Thread):
