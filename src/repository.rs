@@ -155,6 +155,18 @@ impl Repo {
         if *loaded {
             return Ok(());
         }
+        self.first_load(&mut loaded, storage, settings).await?;
+        Ok(())
+    }
+
+    /// The first load: the state file (when enabled), then a reconciliation. The caller holds
+    /// the refresh lock, whose flag this sets.
+    async fn first_load(
+        &self,
+        loaded: &mut bool,
+        storage: &dyn Storage,
+        settings: &RepoSettings,
+    ) -> Result<RefreshStats, StorageError> {
         if settings.statefiles {
             self.load_state(storage).await;
         }
@@ -166,7 +178,7 @@ impl Repo {
         };
         info!("repository loaded", "repo" => &self.key, "charts" => charts,
             "versions" => versions, "fetched" => stats.fetched);
-        Ok(())
+        Ok(stats)
     }
 
     async fn load_state(&self, storage: &dyn Storage) {
@@ -225,12 +237,7 @@ impl Repo {
     ) -> Result<RefreshStats, StorageError> {
         let mut loaded = self.refresh.lock().await;
         if !*loaded {
-            if settings.statefiles {
-                self.load_state(storage).await;
-            }
-            let stats = self.reconcile(storage, settings).await?;
-            *loaded = true;
-            return Ok(stats);
+            return self.first_load(&mut loaded, storage, settings).await;
         }
         self.reconcile(storage, settings).await
     }
