@@ -30,6 +30,15 @@ pub struct RepoSettings {
     pub chart_url: String,
     pub context_path: String,
     pub json_index: bool,
+    /// Counts of packages read while indexing, for status reports during start-up.
+    pub progress: Arc<Progress>,
+}
+
+/// How many packages reconciliations have found to read, and how many they have read.
+#[derive(Debug, Default)]
+pub struct Progress {
+    pub to_read: AtomicU64,
+    pub read: AtomicU64,
 }
 
 impl RepoSettings {
@@ -285,11 +294,19 @@ impl Repo {
             settings.index_limit
         };
         let key = self.key.clone();
+        let progress = &settings.progress;
+        progress
+            .to_read
+            .fetch_add(to_fetch.len() as u64, Ordering::Relaxed);
         let results: Vec<Result<Option<(String, Object)>, StorageError>> =
             futures_util::stream::iter(to_fetch.into_iter().map(|meta| {
                 let key = key.clone();
                 let url_prefix = url_prefix.clone();
-                async move { read_object(storage, &key, meta, &url_prefix).await }
+                async move {
+                    let r = read_object(storage, &key, meta, &url_prefix).await;
+                    progress.read.fetch_add(1, Ordering::Relaxed);
+                    r
+                }
             }))
             .buffer_unordered(limit)
             .collect()

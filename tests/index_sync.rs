@@ -84,6 +84,10 @@ async fn unchanged_refresh_reads_nothing() {
         .await
         .unwrap();
     assert_eq!((stats.listed, stats.fetched, stats.removed), (3, 1, 0));
+    // Start-up progress (reported in sd_notify STATUS) counts the packages read.
+    let p = &reg.settings.progress;
+    use std::sync::atomic::Ordering::Relaxed;
+    assert_eq!((p.to_read.load(Relaxed), p.read.load(Relaxed)), (1, 1));
 }
 
 #[tokio::test]

@@ -50,9 +50,16 @@ pub fn build_storage(cfg: &Config) -> Result<Arc<dyn Storage>, StorageError> {
 /// Builds a registry and checks it works: the storage can be listed and, for a single
 /// repository, its index loads.
 pub async fn build_registry(cfg: &Config) -> Result<Registry, StorageError> {
+    build_registry_with(cfg, repo_settings(cfg)).await
+}
+
+async fn build_registry_with(
+    cfg: &Config,
+    settings: crate::repository::RepoSettings,
+) -> Result<Registry, StorageError> {
     let storage = build_storage(cfg)?;
     storage.check().await?;
-    let registry = Registry::new(storage, repo_settings(cfg));
+    let registry = Registry::new(storage, settings);
     if cfg.depth == 0 {
         registry.repo("").await?;
     }
@@ -99,10 +106,29 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
         )],
     };
     notifier.status(&format!("loading index from {}", describe_storage(&cfg)));
-    let registry = tokio::select! {
-        r = build_registry(&cfg) => r?,
-        _ = term.recv() => { info!("stopped while loading the index"); return Ok(()); }
-        _ = int.recv() => { info!("stopped while loading the index"); return Ok(()); }
+    let settings = repo_settings(&cfg);
+    let progress = settings.progress.clone();
+    let loading = build_registry_with(&cfg, settings);
+    tokio::pin!(loading);
+    // A long first load (no state file, many packages) reports how far it got, every second.
+    let mut report = tokio::time::interval_at(
+        tokio::time::Instant::now() + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    let registry = loop {
+        tokio::select! {
+            r = &mut loading => break r?,
+            _ = report.tick() => {
+                let read = progress.read.load(Ordering::Relaxed);
+                let total = progress.to_read.load(Ordering::Relaxed);
+                notifier.status(&format!(
+                    "loading index from {}: read {read} of {total} charts",
+                    describe_storage(&cfg)
+                ));
+            }
+            _ = term.recv() => { info!("stopped while loading the index"); return Ok(()); }
+            _ = int.recv() => { info!("stopped while loading the index"); return Ok(()); }
+        }
     };
     let app = Arc::new(App::new(&cfg, registry));
     let (shutdown, _) = watch::channel(false);
