@@ -262,6 +262,20 @@ struct Call<'a> {
     streamed: bool,
 }
 
+impl<'a> Call<'a> {
+    /// A call with no query, no extra headers, no body, and the usual time limit.
+    fn new(method: Method, key: Option<&'a str>) -> Call<'a> {
+        Call {
+            method,
+            key,
+            query: &[],
+            headers: &[],
+            body: None,
+            streamed: false,
+        }
+    }
+}
+
 /// The innermost cause of a reqwest error ("Connection refused (os error 111)").
 pub(crate) fn error_text(e: &reqwest::Error) -> String {
     if e.is_timeout() {
@@ -569,16 +583,7 @@ impl SwiftStorage {
     }
 
     async fn get_once(&self, key: &str) -> Result<std::result::Result<Bytes, String>> {
-        let ans = self
-            .execute(&Call {
-                method: Method::GET,
-                key: Some(key),
-                query: &[],
-                headers: &[],
-                body: None,
-                streamed: false,
-            })
-            .await?;
+        let ans = self.execute(&Call::new(Method::GET, Some(key))).await?;
         let resp = ans.resp;
         match resp.status() {
             StatusCode::OK => {}
@@ -611,12 +616,9 @@ impl SwiftStorage {
         }
         let ans = self
             .execute(&Call {
-                method: Method::PUT,
-                key: Some(&key),
-                query: &[],
                 headers: &headers,
                 body: Some(data.clone()),
-                streamed: false,
+                ..Call::new(Method::PUT, Some(&key))
             })
             .await?;
         let status = ans.resp.status();
@@ -694,12 +696,8 @@ impl SwiftStorage {
     async fn head(&self, key: &str, newest: bool) -> Result<Head> {
         let ans = self
             .execute(&Call {
-                method: Method::HEAD,
-                key: Some(key),
-                query: &[],
                 headers: if newest { &[("X-Newest", "true")] } else { &[] },
-                body: None,
-                streamed: false,
+                ..Call::new(Method::HEAD, Some(key))
             })
             .await?;
         let resp = &ans.resp;
@@ -745,12 +743,9 @@ impl SwiftStorage {
         }
         let ans = self
             .execute(&Call {
-                method: Method::GET,
-                key: None,
                 query: &query,
                 headers: &[("Accept", "application/json")],
-                body: None,
-                streamed: false,
+                ..Call::new(Method::GET, None)
             })
             .await?;
         let resp = ans.resp;
@@ -956,12 +951,8 @@ impl Storage for SwiftStorage {
         let key = self.key(path)?;
         let ans = self
             .execute(&Call {
-                method: Method::GET,
-                key: Some(&key),
-                query: &[],
-                headers: &[],
-                body: None,
                 streamed: true,
+                ..Call::new(Method::GET, Some(&key))
             })
             .await;
         let resp = match ans {
@@ -1039,16 +1030,7 @@ impl Storage for SwiftStorage {
     async fn delete(&self, path: &str) -> Result<()> {
         let key = self.key(path)?;
         self.cache().remove(&key);
-        let ans = self
-            .execute(&Call {
-                method: Method::DELETE,
-                key: Some(&key),
-                query: &[],
-                headers: &[],
-                body: None,
-                streamed: false,
-            })
-            .await?;
+        let ans = self.execute(&Call::new(Method::DELETE, Some(&key))).await?;
         match ans.resp.status() {
             s if s.is_success() => Ok(()),
             // An earlier try that timed out may have deleted it.
@@ -1066,16 +1048,7 @@ impl Storage for SwiftStorage {
     }
 
     async fn check(&self) -> Result<()> {
-        let ans = self
-            .execute(&Call {
-                method: Method::HEAD,
-                key: None,
-                query: &[],
-                headers: &[],
-                body: None,
-                streamed: false,
-            })
-            .await?;
+        let ans = self.execute(&Call::new(Method::HEAD, None)).await?;
         match ans.resp.status() {
             s if s.is_success() => Ok(()),
             StatusCode::NOT_FOUND => Err(StorageError::Io {
