@@ -266,10 +266,9 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>> + std::fmt::Display,
 {
-    if let Some(upper) = http_body::Body::size_hint(&body).upper() {
-        if upper > limit as u64 && http_body::Body::size_hint(&body).lower() > limit as u64 {
-            return Err(ApiError::TooLarge);
-        }
+    // A declared Content-Length over the limit is refused before reading anything.
+    if http_body::Body::size_hint(&body).lower() > limit as u64 {
+        return Err(ApiError::TooLarge);
     }
     let collect = Limited::new(body, limit).collect();
     let collected = if timeout.is_zero() {
