@@ -138,6 +138,10 @@ def cmd_supervise(base):
     def spawn(name):
         spec = servers[name]
         pidfile = os.path.join(run, name + ".pid")
+        # A server just stopped by `stop-server` may still be an unreaped zombie in `children`
+        # (the harness script counts a zombie as gone): reap first, or a quick restart after a
+        # stop would be refused as "already running".
+        reap()
         for pid, n in children.items():
             if n == name:
                 return "error %s already running as pid %d" % (name, pid)
