@@ -65,6 +65,8 @@ pub enum Command {
     GenManConfig,
 }
 
+// One value per loaded configuration: the size difference between variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StorageConfig {
     Local {
@@ -78,6 +80,9 @@ pub enum StorageConfig {
         auth: String,
         keyfile: String,
         passwordfile: String,
+        connect_timeout: Duration,
+        timeout: Duration,
+        retries: u32,
         /// The `ST_*` and `OS_*` variables of the environment the configuration was loaded in.
         env: OpenStackEnv,
     },
@@ -440,6 +445,31 @@ impl Values {
             .ok_or_else(|| Self::bad(key, &v, &origin, "a duration such as 60s, 5m or 1h30m"))
     }
 
+    fn nonzero_duration(&mut self, key: &'static str) -> Result<Duration, ConfigError> {
+        let d = self.duration(key)?;
+        if d.is_zero() {
+            let (v, origin) = self.get(key)?;
+            return Err(Self::bad(key, &v, &origin, "a duration above zero"));
+        }
+        Ok(d)
+    }
+
+    fn small_int(&mut self, key: &'static str, max: u32) -> Result<u32, ConfigError> {
+        let n = self.int(key)?;
+        match u32::try_from(n) {
+            Ok(n) if n <= max => Ok(n),
+            _ => {
+                let (v, origin) = self.get(key)?;
+                Err(Self::bad(
+                    key,
+                    &v,
+                    &origin,
+                    &format!("a whole number from 0 to {max}"),
+                ))
+            }
+        }
+    }
+
     fn map(&mut self, key: &'static str) -> Result<BTreeMap<String, String>, ConfigError> {
         let (v, _) = self.get(key)?;
         let mut out = BTreeMap::new();
@@ -532,6 +562,9 @@ impl Values {
                     auth,
                     keyfile: self.string("storage.openstack.keyfile")?,
                     passwordfile: self.string("storage.openstack.passwordfile")?,
+                    connect_timeout: self.nonzero_duration("storage.openstack.connecttimeout")?,
+                    timeout: self.nonzero_duration("storage.openstack.timeout")?,
+                    retries: self.small_int("storage.openstack.retries", 10)?,
                     env,
                 }
             }
@@ -784,6 +817,58 @@ mod tests {
         assert_eq!((container.as_str(), auth.as_str()), ("charts", "v1"));
         assert_eq!(keyfile, "/run/key");
         assert_eq!(captured.get("ST_KEY").as_deref(), Some("sekrit"));
+        let StorageConfig::OpenStack {
+            connect_timeout,
+            timeout,
+            retries,
+            ..
+        } = &c.storage
+        else {
+            unreachable!()
+        };
+        assert_eq!(
+            (*connect_timeout, *timeout, *retries),
+            (Duration::from_secs(5), Duration::from_secs(20), 2)
+        );
+        let tuned = load(
+            &args(&[
+                "--storage=openstack",
+                "--storage-openstack-container=charts",
+                "--storage-openstack-auth=v1",
+                "--storage-openstack-timeout=1m",
+                "--storage-openstack-retries=0",
+            ]),
+            &env,
+            None,
+        )
+        .unwrap();
+        let StorageConfig::OpenStack {
+            timeout, retries, ..
+        } = &tuned.storage
+        else {
+            unreachable!()
+        };
+        assert_eq!((*timeout, *retries), (Duration::from_secs(60), 0));
+        for bad in [
+            "--storage-openstack-timeout=0s",
+            "--storage-openstack-connect-timeout=0",
+            "--storage-openstack-retries=11",
+            "--storage-openstack-retries=-1",
+        ] {
+            let e = load(
+                &args(&[
+                    "--storage=openstack",
+                    "--storage-openstack-container=charts",
+                    "--storage-openstack-auth=v1",
+                    bad,
+                ]),
+                &env,
+                None,
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(e.contains("storage.openstack."), "{bad}: {e}");
+        }
         assert_eq!(captured.get("UNRELATED"), None);
         let shown = format!("{c:?}");
         assert!(

@@ -119,6 +119,9 @@ impl SwiftSettings {
             auth,
             keyfile,
             passwordfile,
+            connect_timeout,
+            timeout,
+            retries,
             env,
         } = cfg
         else {
@@ -129,6 +132,9 @@ impl SwiftSettings {
             .map_err(config_error)?;
         let mut s = SwiftSettings::new(container, auth);
         s.prefix = prefix.clone();
+        s.connect_timeout = *connect_timeout;
+        s.timeout = *timeout;
+        s.attempts = retries + 1;
         s.cacert = if cacert.is_empty() {
             get("OS_CACERT").unwrap_or_default()
         } else {
@@ -1067,6 +1073,33 @@ impl Storage for SwiftStorage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn timeouts_and_retries_come_from_the_configuration() {
+        let argv: Vec<String> = [
+            "--storage=openstack",
+            "--storage-openstack-container=c",
+            "--storage-openstack-auth=v1",
+            "--storage-openstack-connect-timeout=2s",
+            "--storage-openstack-timeout=90s",
+            "--storage-openstack-retries=0",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let args = crate::config::parse_args(&argv).unwrap();
+        let env = |k: &str| match k {
+            "ST_AUTH" => Some("http://127.0.0.1:9/auth/v1.0".to_string()),
+            "ST_USER" => Some("t:u".to_string()),
+            "ST_KEY" => Some("k".to_string()),
+            _ => None,
+        };
+        let cfg = crate::config::load(&args, &env, None).unwrap();
+        let s = SwiftSettings::from_config(&cfg.storage).unwrap();
+        assert_eq!(s.connect_timeout, Duration::from_secs(2));
+        assert_eq!(s.timeout, Duration::from_secs(90));
+        assert_eq!(s.attempts, 1);
+    }
 
     #[test]
     fn encoding() {
