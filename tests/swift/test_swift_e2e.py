@@ -21,8 +21,10 @@ import io
 import json
 import os
 import signal
+import socket
 import sys
 import tarfile
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -275,6 +277,59 @@ def test_swift_down_then_back(swift, pool):
     assert upload(server, make_chart("after", "1.0.0")).status_code == 201
     wait_for_index(server, {"steady": ["1.0.0"], "after": ["1.0.0"]})
     assert server.proc.poll() is None
+
+
+# ---------------------------------------------------------------------------------------------
+# A slow first load reports its progress to systemd
+# ---------------------------------------------------------------------------------------------
+def test_slow_first_load_reports_progress(swift, pool):
+    """With Swift's object server frozen, the first load (no state file) cannot download the
+    packages it listed: until it can, STATUS= says how many of how many it has read, once a
+    second, and READY=1 comes only after the load ends."""
+    prefix = unique("progress")
+    writer = started(pool, swift, prefix, "--disable-statefiles")
+    for i in range(3):
+        assert upload(writer, make_chart("slow%d" % i, "1.0.0")).status_code == 201
+    writer.stop()
+    sock_dir = tempfile.mkdtemp(prefix="chartroom-notify-", dir="/tmp")
+    sock_path = os.path.join(sock_dir, "notify")
+    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    notify.bind(sock_path)
+    notify.settimeout(0.2)
+    obj_pid = int((swift.dir / "run" / "object.pid").read_text())
+    os.kill(obj_pid, signal.SIGSTOP)
+    try:
+        server = start_on_swift(pool, swift, prefix, "--disable-statefiles",
+                                env={"NOTIFY_SOCKET": sock_path}, wait=False)
+        messages = []
+        deadline = time.monotonic() + 3.5
+        while time.monotonic() < deadline:
+            try:
+                messages.append(notify.recv(4096).decode())
+            except socket.timeout:
+                pass
+        os.kill(obj_pid, signal.SIGCONT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not any("READY=1" in m for m in messages):
+            try:
+                messages.append(notify.recv(4096).decode())
+            except socket.timeout:
+                pass
+    finally:
+        os.kill(obj_pid, signal.SIGCONT)
+        notify.close()
+        os.unlink(sock_path)
+        os.rmdir(sock_dir)
+    lines = [line for m in messages for line in m.split("\n")]
+    progress = [line for line in lines
+                if line.startswith("STATUS=loading index from openstack:")
+                and line.endswith(" of 3 charts")]
+    ready = [i for i, line in enumerate(lines) if line == "READY=1"]
+    assert progress, (lines, server.log())
+    assert all(": read 0 of 3 charts" in p for p in progress), progress
+    assert ready, (lines, server.log())
+    assert all(lines.index(p) < ready[0] for p in progress), lines
+    assert sorted((fetch_index(server).get("entries") or {})) == ["slow0", "slow1", "slow2"]
 
 
 # ---------------------------------------------------------------------------------------------
