@@ -13,6 +13,9 @@
 # PORT+1 (object), PORT+2 (container), PORT+3 (account), PORT+4 (memcached) and can be set with
 # SWIFT_OBJECT_PORT, SWIFT_CONTAINER_PORT, SWIFT_ACCOUNT_PORT, SWIFT_MEMCACHED_PORT.
 # SWIFT_TOKEN_LIFE (seconds, default 86400) sets tempauth's token_life.
+# SWIFT_STORAGE_URL_SCHEME (http or https; unset: as requested) sets tempauth's storage_url_scheme,
+# the scheme of the X-Storage-Url a login answers with (https for a TLS proxy in front of Swift;
+# SWIFT_STORAGE_URL stays the plain http URL of the proxy).
 # SWIFT_START_TIMEOUT (seconds, default 60) bounds every wait in `start`.
 #
 # `start` writes nothing outside DIR (not /etc/swift): every server reads its config from DIR/etc
@@ -272,6 +275,7 @@ allow_account_management = false
 use = egg:swift#tempauth
 reseller_prefix = AUTH
 token_life = $TOKEN_LIFE
+storage_url_scheme = ${URL_SCHEME:-default}
 # user_<account>_<user> = <key> [group] ...
 user_test_tester = testing .admin
 # same account, no .admin: logs in, but gets 403 on containers
@@ -354,6 +358,8 @@ cmd_start() {
     MEMCACHED_PORT=${SWIFT_MEMCACHED_PORT:-$((PROXY_PORT + 4))}
     TOKEN_LIFE=${SWIFT_TOKEN_LIFE:-86400}
     [[ $TOKEN_LIFE =~ ^[0-9]+$ ]] && [ "$TOKEN_LIFE" -gt 0 ] || die "SWIFT_TOKEN_LIFE must be a positive integer"
+    URL_SCHEME=${SWIFT_STORAGE_URL_SCHEME:-}
+    [[ $URL_SCHEME =~ ^(|http|https)$ ]] || die "SWIFT_STORAGE_URL_SCHEME must be http or https"
 
     if supervisor_alive "$dir"; then die "a harness is already running in $dir; run: $0 stop $dir"; fi
     local name p pid
@@ -401,6 +407,8 @@ cmd_start() {
     login=$("$PY" "$dir/etc/swift_helper.py" login "$auth" "$SWIFT_USER" "$SWIFT_KEY" "$START_TIMEOUT") \
         || { dump_log "$dir" proxy; cmd_stop "$dir"; die "tempauth login failed"; }
     url=${login% *}; token=${login#* }
+    # With SWIFT_STORAGE_URL_SCHEME the login's URL may not be reachable directly: use the proxy's.
+    [ -z "$URL_SCHEME" ] || url="http://127.0.0.1:$PROXY_PORT/${url#*://*/}"
     "$PY" "$dir/etc/swift_helper.py" put-container "$url" "$token" charts \
         || { dump_log "$dir" proxy; cmd_stop "$dir"; die "could not create container charts"; }
 

@@ -147,10 +147,11 @@ def installed():
 
 
 @contextlib.contextmanager
-def running_swift(tmp_path_factory, name, port, token_life):
+def running_swift(tmp_path_factory, name, port, token_life, env=None):
+    """A Swift from `swift-harness.sh start`; env: more variables for it (SWIFT_*)."""
     become_subreaper()
     d = tmp_path_factory.mktemp(name)
-    env = dict(os.environ, SWIFT_TOKEN_LIFE=str(token_life))
+    env = {**os.environ, **(env or {}), "SWIFT_TOKEN_LIFE": str(token_life)}
     t0 = time.monotonic()
     try:
         r = run_harness("start", str(d), str(port), env=env)
