@@ -76,6 +76,9 @@ pub struct Repo {
     index: Mutex<RepoIndex>,
     /// Held while loading or reconciling; `true` once the index has been loaded.
     refresh: tokio::sync::Mutex<bool>,
+    /// The same fact as the flag under `refresh`, readable without waiting for a
+    /// reconciliation in progress (which may be stuck on a slow storage for a while).
+    loaded: AtomicBool,
     /// Serialises uploads that replace an existing object, so index and storage agree.
     pub overwrite_lock: tokio::sync::Mutex<()>,
     seq: AtomicU64,
@@ -110,6 +113,7 @@ impl Repo {
             key,
             index: Mutex::new(RepoIndex::new(layout)),
             refresh: tokio::sync::Mutex::new(false),
+            loaded: AtomicBool::new(false),
             overwrite_lock: tokio::sync::Mutex::new(()),
             seq: AtomicU64::new(0),
             recent: Mutex::new(HashMap::new()),
@@ -154,12 +158,16 @@ impl Repo {
         self.index().remove(file);
     }
 
-    /// Loads the index once (state file, then reconciliation); later calls return at once.
+    /// Loads the index once (state file, then reconciliation); later calls return at once,
+    /// also while a refresh is running: requests are served from the index as it stands.
     pub async fn ensure_loaded(
         &self,
         storage: &dyn Storage,
         settings: &RepoSettings,
     ) -> Result<(), StorageError> {
+        if self.loaded.load(Ordering::Acquire) {
+            return Ok(());
+        }
         let mut loaded = self.refresh.lock().await;
         if *loaded {
             return Ok(());
@@ -181,6 +189,7 @@ impl Repo {
         }
         let stats = self.reconcile(storage, settings).await?;
         *loaded = true;
+        self.loaded.store(true, Ordering::Release);
         let (charts, versions) = {
             let idx = self.index();
             (idx.chart_count(), idx.version_count())
