@@ -280,6 +280,22 @@ fn walk_package(
 }
 
 /// Reads and validates a package's `Chart.yaml`.
+/// Runs CPU work whose cost grows with a package's size (unpacking, hashing) on tokio's
+/// blocking threads, so that a large package never holds up the server's (single) runtime
+/// thread: other requests and the watchdog go on meanwhile.
+pub async fn off_thread<T, F>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    match tokio::task::spawn_blocking(f).await {
+        Ok(v) => v,
+        // Only a panic in `f` gets here (a blocking task is never cancelled once started, and
+        // this future is dropped before the runtime cancels unstarted ones): pass it on.
+        Err(e) => std::panic::resume_unwind(e.into_panic()),
+    }
+}
+
 pub fn read_metadata(data: &[u8]) -> Result<Metadata, ChartError> {
     let mut found: Option<Vec<u8>> = None;
     walk_package(

@@ -410,9 +410,15 @@ async fn read_object(
         Err(StorageError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let entry = match chart::read_metadata(&data) {
-        Ok(md) => {
+    let parsed = chart::off_thread(move || {
+        chart::read_metadata(&data).map(|md| {
             let digest = sha256_hex(&data);
+            (md, digest)
+        })
+    })
+    .await;
+    let entry = match parsed {
+        Ok((md, digest)) => {
             let url = format!("{url_prefix}{}", meta.name);
             Some(Arc::new(Entry::new(
                 &md,

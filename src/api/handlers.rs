@@ -213,7 +213,9 @@ impl Ctx<'_> {
             .storage
             .get(&join(self.repo_key, &entry.file))
             .await?;
-        chart::read_files(&data).map_err(|e| ApiError::Internal(e.to_string()))
+        chart::off_thread(move || chart::read_files(&data))
+            .await
+            .map_err(|e| ApiError::Internal(e.to_string()))
     }
 
     async fn templates(&self, name: &str, version: &str) -> Result<Response<Body>> {
@@ -297,7 +299,8 @@ impl Ctx<'_> {
         if media == "multipart/form-data" {
             return self.upload_multipart().await;
         }
-        let meta = chart::read_metadata(&self.body)?;
+        let body = self.body.clone();
+        let meta = chart::off_thread(move || chart::read_metadata(&body)).await?;
         let file = meta.file_name();
         if !chart::is_plain_file_name(&file) {
             return Err(ApiError::BadRequest(format!(
@@ -319,7 +322,10 @@ impl Ctx<'_> {
         conflict: &str,
     ) -> Result<()> {
         let file = meta.file_name();
-        let digest = sha256_hex(&data);
+        let digest = {
+            let data = data.clone();
+            chart::off_thread(move || sha256_hex(&data)).await
+        };
         // Replacing uploads are serialised per repository so the index ends up describing the
         // bytes that stayed in storage.
         let _guard = if self.overwrite_allowed() {
@@ -401,7 +407,10 @@ impl Ctx<'_> {
             )));
         }
         let meta = match &chart_data {
-            Some(d) => Some(chart::read_metadata(d)?),
+            Some(d) => {
+                let d = d.clone();
+                Some(chart::off_thread(move || chart::read_metadata(&d)).await?)
+            }
             None => None,
         };
         let prov_file = match &prov_data {
