@@ -208,7 +208,10 @@ fn invalid_configuration_does_not_start() {
         &["--storage", "garage"],
         "Unsupported storage backend: garage",
     );
-    fails_with(&["--port", "notaport"], "port");
+    fails_with(
+        &["--port", "notaport"],
+        "option --port: invalid value \"notaport\" for port",
+    );
     fails_with(&["--bogus-flag"], "--bogus-flag");
 }
 

@@ -182,6 +182,16 @@ ct apt-get install -y -q "/srv/test/$debname" > "$WORK/install.log" 2>&1
 check "apt install ./$debname" test $? -eq 0 || tail -20 "$WORK/install.log"
 lap "apt install" "$t"
 unit() { ct systemctl show -p "$2" --value "$1"; }
+# until SECONDS CMD...: runs CMD every 0.2 s until it succeeds (status 0) or SECONDS pass (1).
+# `systemctl reload` returns once SIGHUP is sent, before chartroom has acted on it.
+until_ok() {
+	local end=$(($(date +%s) + $1)); shift
+	until "$@"; do
+		[ "$(date +%s)" -lt "$end" ] || return 1
+		sleep 0.2
+	done
+}
+status_has() { unit chartroom StatusText | grep -q "$1"; }
 check "user chartroom exists (sysusers)" ct sh -c "id chartroom > /dev/null"
 check "/var/lib/chartroom owned by chartroom, mode 750" \
 	test "$(ct stat -c '%U:%G %a' /var/lib/chartroom)" = "chartroom:chartroom 750"
@@ -223,7 +233,8 @@ check "restart with the ReadWritePaths drop-in" ct systemctl restart chartroom
 pid1=$(unit chartroom MainPID)
 ct sed -i 's|^storage.local.rootdir: .*|storage.local.rootdir: /srv/charts-b|' /etc/chartroom/chartroom.yaml
 check "systemctl reload chartroom (storage -> /srv/charts-b)" ct systemctl reload chartroom
-sleep 1
+check "the reload ends (index.yaml lists beta)" until_ok 30 sh -c "
+	nsenter -t $cpid -a curl -fsS -m 5 http://127.0.0.1:8080/index.yaml | grep -q '^  beta:'"
 check "still active after the reload, same MainPID" \
 	test "$(ct systemctl is-active chartroom)/$(unit chartroom MainPID)" = "active/$pid1"
 check "the new storage is served (beta in index.yaml, alpha gone)" sh -c "
@@ -243,7 +254,7 @@ t=$(now)
 ct cp /etc/chartroom/chartroom.yaml /root/chartroom.yaml.good
 ct sh -c 'printf "storage.local.rootdir: [unclosed\n" >> /etc/chartroom/chartroom.yaml'
 ct systemctl reload chartroom
-sleep 1
+check "the broken reload ends (StatusText: reload failed)" until_ok 30 status_has 'reload failed'
 check "broken config + reload: still active, same MainPID" \
 	test "$(ct systemctl is-active chartroom)/$(unit chartroom MainPID)" = "active/$pid1"
 ct systemctl status --no-pager -n 5 chartroom > "$WORK/status-broken.txt" 2>&1
@@ -253,9 +264,8 @@ check "systemctl status shows the reason (reload failed: ... YAML)" \
 check "the old settings are still served (beta from /srv/charts-b)" sh -c "
 	nsenter -t $cpid -a curl -fsS -m 30 http://127.0.0.1:8080/index.yaml | grep -q '^  beta:'"
 ct cp /root/chartroom.yaml.good /etc/chartroom/chartroom.yaml
-check "fixed config + reload: status clears" sh -c "
-	nsenter -t $cpid -a systemctl reload chartroom && sleep 1 &&
-	! nsenter -t $cpid -a systemctl show -p StatusText --value chartroom | grep -q 'reload failed'"
+check "fixed config + systemctl reload" ct systemctl reload chartroom
+check "fixed config: the status clears" until_ok 30 sh -c "! nsenter -t $cpid -a systemctl show -p StatusText --value chartroom | grep -q 'reload failed'"
 lap "failed reload" "$t"
 
 # --- stop --------------------------------------------------------------------------------------
