@@ -868,12 +868,35 @@ async fn storage_limits() {
     got.sort();
     assert_eq!(got, ["c-0.1.0", "c-0.2.0", "svc-0.0.1"]);
     assert!(!s.root.join("c-0.0.1.tgz").exists());
-    // A later upload of a lower version is itself the one removed.
+    // A later upload of a version below the two kept would be removed at once: refused.
+    let r = s.post("/api/charts", chart("c", "0.0.5")).await;
+    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE);
     assert_eq!(
-        s.post("/api/charts", chart("c", "0.0.5")).await.status,
-        StatusCode::CREATED
+        r.json()["error"],
+        "per-chart-limit: c keeps its 2 highest versions and 0.0.5 is lower than 0.1.0"
     );
     assert!(!s.root.join("c-0.0.5.tgz").exists());
+    // A version between the two kept is stored and the lowest goes.
+    assert_eq!(
+        s.post("/api/charts", chart("c", "0.1.5")).await.status,
+        StatusCode::CREATED
+    );
+    let mut got = s.index_versions("/index.yaml").await;
+    got.sort();
+    assert_eq!(got, ["c-0.1.5", "c-0.2.0", "svc-0.0.1"]);
+    assert!(!s.root.join("c-0.1.0.tgz").exists());
+
+    // Full repository and an existing file without overwrite: 409 comes first, as ChartMuseum.
+    let s = Server::new(&["--max-storage-objects", "1"]).await;
+    assert_eq!(
+        s.post("/api/charts", chart("c", "1.0.0")).await.status,
+        StatusCode::CREATED
+    );
+    let r = s.post("/api/charts", chart("c", "1.0.0")).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"], "file already exists");
+    let r = s.post("/api/prov", prov("c", "1.0.0")).await;
+    assert_eq!(r.status, StatusCode::INSUFFICIENT_STORAGE);
 }
 
 #[tokio::test]

@@ -23,6 +23,9 @@ pub enum ApiError {
     Timeout,
     #[error("repo has reached storage limit")]
     StorageLimit,
+    /// `per-chart-limit`: the upload would be one of the versions removed.
+    #[error("{0}")]
+    ChartLimit(String),
     #[error("unsupported file extension")]
     BadExtension,
     #[error("{0}")]
@@ -42,7 +45,7 @@ impl ApiError {
             ApiError::Conflict(_) => StatusCode::CONFLICT,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
-            ApiError::StorageLimit => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::StorageLimit | ApiError::ChartLimit(_) => StatusCode::INSUFFICIENT_STORAGE,
             ApiError::BadExtension | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Storage(e) => match e {
                 StorageError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -260,10 +260,40 @@ impl Ctx<'_> {
         }
         let objects = self.registry.storage.list(self.repo_key).await?;
         if objects.len() >= max {
-            let replacing = self.overwrite_allowed() && objects.iter().any(|o| o.name == file);
-            if !replacing {
-                return Err(ApiError::StorageLimit);
+            // As ChartMuseum: an existing file is a conflict before it is a full repository.
+            match (
+                objects.iter().any(|o| o.name == file),
+                self.overwrite_allowed(),
+            ) {
+                (true, true) => {}
+                (true, false) => return Err(ApiError::Conflict("file already exists".into())),
+                (false, _) => return Err(ApiError::StorageLimit),
             }
+        }
+        Ok(())
+    }
+
+    /// With `per-chart-limit` N, a chart keeps its N highest versions. An upload of a version
+    /// below all of them would be removed again at once: it is refused rather than answered
+    /// "saved".
+    fn check_per_chart_limit(&self, repo: &Repo, meta: &Metadata) -> Result<()> {
+        let limit = self.cfg.per_chart_limit;
+        if limit == 0 {
+            return Ok(());
+        }
+        let idx = repo.index();
+        let Some(list) = idx.chart_versions(&meta.name) else {
+            return Ok(());
+        };
+        if list.len() < limit || list.iter().any(|e| e.version == meta.version) {
+            return Ok(());
+        }
+        let lowest_kept = &list[limit - 1].version;
+        if crate::version::cmp_desc(&meta.version, lowest_kept) == std::cmp::Ordering::Greater {
+            return Err(ApiError::ChartLimit(format!(
+                "per-chart-limit: {} keeps its {limit} highest versions and {} is lower than {lowest_kept}",
+                meta.name, meta.version
+            )));
         }
         Ok(())
     }
@@ -321,6 +351,7 @@ impl Ctx<'_> {
         data: Bytes,
         conflict: &str,
     ) -> Result<()> {
+        self.check_per_chart_limit(repo, meta)?;
         let file = meta.file_name();
         let digest = {
             let data = data.clone();
