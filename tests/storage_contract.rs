@@ -1,8 +1,11 @@
 //! The contract every storage backend keeps, written once and run for each backend: local
-//! storage (one test per case) and OpenStack Swift (a real one-node Swift from
-//! `tests/swift/swift-harness.sh`; all cases in one test, against one Swift, each case under
-//! its own object prefix). Listing pages are 5 names long on Swift, so paging is exercised.
+//! storage (one test per case), OpenStack Swift (a real one-node Swift from
+//! `tests/swift/swift-harness.sh`) and S3 (a real SeaweedFS from `tests/s3/harness.rs`); on
+//! Swift and S3 all cases run in one test, against one server, each case under its own object
+//! prefix. Listing pages are 5 names long there, so paging is exercised.
 
+#[path = "s3/harness.rs"]
+mod s3_harness;
 #[path = "swift/harness.rs"]
 mod swift_harness;
 
@@ -12,6 +15,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use chartroom::storage::{LocalStorage, ObjectMeta, Storage, StorageError};
 use futures_util::StreamExt;
+use s3_harness::S3Harness;
 use swift_harness::SwiftHarness;
 
 type Factory = Box<dyn Fn(&str) -> Arc<dyn Storage> + Send + Sync>;
@@ -55,6 +59,22 @@ fn swift_backend(h: &SwiftHarness) -> Backend {
             s.prefix = format!("contract/{unique}");
             s.page_size = 5;
             Arc::new(chartroom::storage::swift::SwiftStorage::new(s).unwrap())
+        }),
+        _keep: None,
+    }
+}
+
+fn s3_backend(h: &S3Harness) -> Backend {
+    let base = h.settings("");
+    Backend {
+        name: "s3",
+        // Conditional PUTs that overlap may both pass on SeaweedFS, as on Swift.
+        strict_create: false,
+        make: Box::new(move |unique| {
+            let mut s = base.clone();
+            s.prefix = format!("contract/{unique}");
+            s.page_size = 5;
+            Arc::new(chartroom::storage::s3::S3Storage::new(s).unwrap())
         }),
         _keep: None,
     }
@@ -372,10 +392,10 @@ async fn empty_and_large_objects(be: &Backend) {
 async fn describe_names_the_backend(be: &Backend) {
     let s = be.fresh("describe");
     let d = s.describe();
-    let want = if be.name == "swift" {
-        "openstack:"
-    } else {
-        "local:"
+    let want = match be.name {
+        "swift" => "openstack:",
+        "s3" => "amazon:",
+        _ => "local:",
     };
     assert!(d.starts_with(want), "{d}");
 }
@@ -405,6 +425,22 @@ macro_rules! contract {
                 let t = std::time::Instant::now();
                 $case(&be).await;
                 eprintln!("swift: {} ok ({:.2} s)", stringify!($case), t.elapsed().as_secs_f64());
+            )*
+        }
+
+        /// Every case against a real S3 server (SeaweedFS; each case in its own prefix).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn s3_backend_keeps_the_contract() {
+            if !s3_harness::available() {
+                return;
+            }
+            let h = S3Harness::start().await;
+            eprintln!("seaweedfs started in {:.1} s", h.start_time.as_secs_f64());
+            let be = s3_backend(&h);
+            $(
+                let t = std::time::Instant::now();
+                $case(&be).await;
+                eprintln!("s3: {} ok ({:.2} s)", stringify!($case), t.elapsed().as_secs_f64());
             )*
         }
     };

@@ -16,30 +16,10 @@ use chartroom::config;
 use chartroom::repository::Registry;
 use chartroom::storage::swift::{Secret, SwiftStorage, auth};
 use chartroom::storage::{Storage, StorageError};
-use common::chart;
+use common::{chart, eventually, unique};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use swift_harness::SwiftHarness;
-
-fn unique(name: &str) -> String {
-    format!("{name}-{:08x}", rand::random::<u32>())
-}
-
-/// Runs `f` until it succeeds or `limit` passes.
-async fn eventually<F, Fut>(limit: Duration, what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let deadline = Instant::now() + limit;
-    loop {
-        if f().await {
-            return;
-        }
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 // ---------------------------------------------------------------------------------------------
 // Faults: one Swift with 3-second tokens; the scenarios run one after the other.

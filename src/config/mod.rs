@@ -84,19 +84,38 @@ pub enum StorageConfig {
         timeout: Duration,
         retries: u32,
         /// The `ST_*` and `OS_*` variables of the environment the configuration was loaded in.
-        env: OpenStackEnv,
+        env: CapturedEnv,
+    },
+    Amazon {
+        bucket: String,
+        prefix: String,
+        /// The option, else `AWS_REGION`, `AWS_DEFAULT_REGION`, or `us-east-1` with an endpoint.
+        region: String,
+        endpoint: String,
+        sse: String,
+        force_path_style: bool,
+        secret_key_file: String,
+        connect_timeout: Duration,
+        timeout: Duration,
+        retries: u32,
+        /// The `AWS_*` variables of the environment the configuration was loaded in.
+        env: CapturedEnv,
     },
 }
 
-/// Credentials and settings from environment variables (names in
-/// [`crate::storage::swift::auth::ENV_VARS`]); `Debug` shows only the names.
+/// Credentials and settings from environment variables, captured when the configuration is
+/// loaded (names in [`crate::storage::swift::auth::ENV_VARS`] or
+/// [`crate::storage::s3::ENV_VARS`]); `Debug` shows only the names.
 #[derive(Clone, PartialEq, Eq, Default)]
-pub struct OpenStackEnv(BTreeMap<String, String>);
+pub struct CapturedEnv(BTreeMap<String, String>);
 
-impl OpenStackEnv {
-    pub fn capture(env: &dyn Fn(&str) -> Option<String>) -> OpenStackEnv {
-        OpenStackEnv(
-            crate::storage::swift::auth::ENV_VARS
+/// The name this type had when only the Swift backend captured variables.
+pub type OpenStackEnv = CapturedEnv;
+
+impl CapturedEnv {
+    pub fn capture(names: &[&str], env: &dyn Fn(&str) -> Option<String>) -> CapturedEnv {
+        CapturedEnv(
+            names
                 .iter()
                 .filter_map(|k| env(k).map(|v| (k.to_string(), v)))
                 .collect(),
@@ -108,7 +127,7 @@ impl OpenStackEnv {
     }
 }
 
-impl std::fmt::Debug for OpenStackEnv {
+impl std::fmt::Debug for CapturedEnv {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_set().entries(self.0.keys()).finish()
     }
@@ -512,6 +531,43 @@ impl Values {
         Ok(())
     }
 
+    fn amazon(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<StorageConfig, ConfigError> {
+        let bucket = self.string("storage.amazon.bucket")?;
+        if bucket.is_empty() {
+            return Err(ConfigError::Invalid(
+                "Missing required flags(s): --storage-amazon-bucket".into(),
+            ));
+        }
+        let env = CapturedEnv::capture(crate::storage::s3::ENV_VARS, env);
+        let endpoint = self.string("storage.amazon.endpoint")?;
+        let set = |k: &str| env.get(k).filter(|v| !v.is_empty());
+        let region = Some(self.string("storage.amazon.region")?)
+            .filter(|r| !r.is_empty())
+            .or_else(|| set("AWS_REGION"))
+            .or_else(|| set("AWS_DEFAULT_REGION"))
+            // As ChartMuseum: an S3-compatible server without a region gets us-east-1.
+            .or_else(|| (!endpoint.is_empty()).then(|| "us-east-1".to_string()))
+            .ok_or_else(|| {
+                ConfigError::Invalid("Missing required flags(s): --storage-amazon-region".into())
+            })?;
+        Ok(StorageConfig::Amazon {
+            bucket,
+            prefix: self.string("storage.amazon.prefix")?,
+            region,
+            endpoint,
+            sse: self.string("storage.amazon.sse")?,
+            force_path_style: self.boolean("storage.amazon.forcepathstyle")?,
+            secret_key_file: self.string("storage.amazon.secretkeyfile")?,
+            connect_timeout: self.nonzero_duration("storage.amazon.connecttimeout")?,
+            timeout: self.nonzero_duration("storage.amazon.timeout")?,
+            retries: self.small_int("storage.amazon.retries", 10)?,
+            env,
+        })
+    }
+
     fn build(
         mut self,
         file: Option<PathBuf>,
@@ -545,7 +601,7 @@ impl Values {
                     )));
                 }
                 let region = self.string("storage.openstack.region")?;
-                let env = OpenStackEnv::capture(env);
+                let env = CapturedEnv::capture(crate::storage::swift::auth::ENV_VARS, env);
                 if auth == "auto"
                     && region.is_empty()
                     && env.get("OS_REGION_NAME").unwrap_or_default().is_empty()
@@ -568,6 +624,7 @@ impl Values {
                     env,
                 }
             }
+            "amazon" => self.amazon(env)?,
             "" => {
                 return Err(ConfigError::Invalid(
                     "Missing required flags(s): --storage".into(),
@@ -575,7 +632,7 @@ impl Values {
             }
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "Unsupported storage backend: {other} (chartroom supports local and openstack)"
+                    "Unsupported storage backend: {other} (chartroom supports local, openstack and amazon)"
                 )));
             }
         };
@@ -906,6 +963,76 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.to_string(), "Unsupported OpenStack auth protocol: v2");
+    }
+
+    #[test]
+    fn amazon_settings_and_credentials() {
+        let e = load(&args(&["--storage=amazon"]), &no_env, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Missing required flags(s): --storage-amazon-bucket"
+        );
+        let bucket = ["--storage=amazon", "--storage-amazon-bucket=charts"];
+        let e = load(&args(&bucket), &no_env, None).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Missing required flags(s): --storage-amazon-region"
+        );
+        let region_of = |c: &Config| match &c.storage {
+            StorageConfig::Amazon { region, .. } => region.clone(),
+            other => panic!("{other:?}"),
+        };
+        let env = |k: &str| match k {
+            "AWS_DEFAULT_REGION" => Some("eu-west-1".to_string()),
+            "AWS_SECRET_ACCESS_KEY" => Some("sekrit".to_string()),
+            _ => None,
+        };
+        let c = load(&args(&bucket), &env, None).unwrap();
+        assert_eq!(region_of(&c), "eu-west-1");
+        let shown = format!("{c:?}");
+        assert!(
+            shown.contains("AWS_SECRET_ACCESS_KEY") && !shown.contains("sekrit"),
+            "{shown}"
+        );
+        let with_region = |k: &str| (k == "AWS_REGION").then(|| "ap-south-1".to_string());
+        let c = load(&args(&bucket), &with_region, None).unwrap();
+        assert_eq!(region_of(&c), "ap-south-1");
+        let mut endpoint = bucket.to_vec();
+        endpoint.push("--storage-amazon-endpoint=http://127.0.0.1:9000");
+        let c = load(&args(&endpoint), &no_env, None).unwrap();
+        assert_eq!(
+            region_of(&c),
+            "us-east-1",
+            "as ChartMuseum with an endpoint"
+        );
+        endpoint.push("--storage-amazon-region=eu-central-1");
+        let c = load(&args(&endpoint), &with_region, None).unwrap();
+        assert_eq!(region_of(&c), "eu-central-1", "the option wins");
+        let StorageConfig::Amazon {
+            force_path_style,
+            connect_timeout,
+            timeout,
+            retries,
+            ..
+        } = &c.storage
+        else {
+            unreachable!()
+        };
+        assert!(*force_path_style, "ChartMuseum's default");
+        assert_eq!(
+            (*connect_timeout, *timeout, *retries),
+            (Duration::from_secs(5), Duration::from_secs(20), 2)
+        );
+        for bad in [
+            "--storage-amazon-timeout=0s",
+            "--storage-amazon-retries=11",
+            "--storage-amazon-force-path-style=maybe",
+        ] {
+            let mut a = endpoint.clone();
+            a.push(bad);
+            let e = load(&args(&a), &no_env, None).unwrap_err().to_string();
+            assert!(e.contains("storage.amazon."), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -22,6 +22,7 @@ use crate::api::{App, HttpSettings, repo_settings};
 use crate::config::{self, Args, Config, ConfigError, StorageConfig};
 use crate::log;
 use crate::repository::Registry;
+use crate::storage::s3::S3Storage;
 use crate::storage::swift::SwiftStorage;
 use crate::storage::{LocalStorage, Storage, StorageError};
 use listen::Listener;
@@ -44,6 +45,7 @@ pub fn build_storage(cfg: &Config) -> Result<Arc<dyn Storage>, StorageError> {
     match &cfg.storage {
         StorageConfig::Local { rootdir } => Ok(Arc::new(LocalStorage::new(rootdir)?)),
         StorageConfig::OpenStack { .. } => Ok(Arc::new(SwiftStorage::from_config(&cfg.storage)?)),
+        StorageConfig::Amazon { .. } => Ok(Arc::new(S3Storage::from_config(&cfg.storage)?)),
     }
 }
 
@@ -425,5 +427,13 @@ fn describe_storage(cfg: &Config) -> String {
     match &cfg.storage {
         StorageConfig::Local { rootdir } => format!("local:{}", rootdir.display()),
         StorageConfig::OpenStack { container, .. } => format!("openstack:{container}"),
+        StorageConfig::Amazon { bucket, prefix, .. } => {
+            let prefix = prefix.trim_matches('/');
+            if prefix.is_empty() {
+                format!("amazon:{bucket}")
+            } else {
+                format!("amazon:{bucket}/{prefix}")
+            }
+        }
     }
 }

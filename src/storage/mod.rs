@@ -2,6 +2,7 @@
 //! Paths are `/`-separated and relative to the backend's root; every segment is checked by
 //! [`check_path`] so that nothing can name a place outside that root.
 
+use std::path::PathBuf;
 use std::pin::Pin;
 
 use async_trait::async_trait;
@@ -9,7 +10,11 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub mod local;
+mod remote;
+pub mod s3;
 pub mod swift;
+
+pub use remote::RequestStats;
 
 pub use local::LocalStorage;
 
@@ -47,6 +52,43 @@ impl StorageError {
 }
 
 pub type Result<T> = std::result::Result<T, StorageError>;
+
+/// A secret given directly or as a file that is read whenever it is needed (so it can be
+/// rotated).
+#[derive(Clone, PartialEq, Eq)]
+pub enum Secret {
+    Value(String),
+    File(PathBuf),
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Secret::Value(_) => f.write_str("Secret(<redacted>)"),
+            Secret::File(p) => write!(f, "Secret(file {})", p.display()),
+        }
+    }
+}
+
+impl Secret {
+    pub fn read(&self) -> std::result::Result<String, String> {
+        match self {
+            Secret::Value(v) => Ok(v.clone()),
+            Secret::File(p) => std::fs::read_to_string(p)
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
+        }
+    }
+
+    /// The file when one is given, else the value (possibly absent).
+    pub fn pick(file: &str, value: Option<String>) -> Option<Secret> {
+        if !file.is_empty() {
+            Some(Secret::File(PathBuf::from(file)))
+        } else {
+            value.map(Secret::Value)
+        }
+    }
+}
 
 /// The bytes of an object as they arrive. An `Err` item means the transfer broke off (or the
 /// bytes did not match their checksum): the consumer must not treat what it got as complete.

@@ -11,6 +11,30 @@ use chartroom::config;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
+/// A name made unique with a random suffix (`name-1a2b3c4d`), for object prefixes.
+pub fn unique(name: &str) -> String {
+    format!("{name}-{:08x}", rand::random::<u32>())
+}
+
+/// Runs `f` until it succeeds or `limit` passes.
+pub async fn eventually<F, Fut>(limit: std::time::Duration, what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if f().await {
+            return;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "not within {limit:?}: {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+}
+
 /// A gzip'd tar with the given (path, contents) entries.
 pub fn tgz(files: &[(&str, &str)]) -> Vec<u8> {
     let mut builder = tar::Builder::new(Vec::new());
@@ -86,6 +110,15 @@ impl Server {
         let mut s = Server::on(&root, extra).await;
         s._dir = Some(dir);
         s
+    }
+
+    /// A server around an application built elsewhere (on another backend).
+    pub fn with_app(app: Arc<App>) -> Server {
+        Server {
+            app,
+            root: PathBuf::new(),
+            _dir: None,
+        }
     }
 
     /// A server on an existing storage directory.

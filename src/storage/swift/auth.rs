@@ -6,7 +6,6 @@
 //! itself. Concurrent requests share one login. Secrets given as files are read at every login,
 //! so a rotated file is picked up at the next renewal (and at once by a reload).
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -15,41 +14,7 @@ use serde_json::{Value, json};
 
 use super::time::parse_iso8601;
 
-/// A secret given directly or as a file that is read at every login.
-#[derive(Clone, PartialEq, Eq)]
-pub enum Secret {
-    Value(String),
-    File(PathBuf),
-}
-
-impl std::fmt::Debug for Secret {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Secret::Value(_) => f.write_str("Secret(<redacted>)"),
-            Secret::File(p) => write!(f, "Secret(file {})", p.display()),
-        }
-    }
-}
-
-impl Secret {
-    pub fn read(&self) -> Result<String, String> {
-        match self {
-            Secret::Value(v) => Ok(v.clone()),
-            Secret::File(p) => std::fs::read_to_string(p)
-                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-                .map_err(|e| format!("cannot read secret file {}: {e}", p.display())),
-        }
-    }
-
-    /// The file when one is given, else the value (possibly absent).
-    fn pick(file: &str, value: Option<String>) -> Option<Secret> {
-        if !file.is_empty() {
-            Some(Secret::File(PathBuf::from(file)))
-        } else {
-            value.map(Secret::Value)
-        }
-    }
-}
+pub use crate::storage::Secret;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct V1Config {

@@ -36,17 +36,12 @@
 //! written by the other instance, older or newer, can therefore cost downloads but never put a
 //! wrong entry in an index; the last writer wins and nothing needs a lock.
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures_util::{Stream, StreamExt};
 use md5::{Digest, Md5};
-use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 
@@ -55,19 +50,13 @@ pub mod time;
 
 pub use auth::{AuthConfig, Secret};
 
+pub(crate) use super::remote::error_text;
+use super::remote::{
+    self, Answer, Call, Head, Problem, RequestCounters, SharedCache, bump, content_type, enc,
+    header, lock_cache, retryable_status,
+};
 use super::{ObjectMeta, ObjectStream, Result, Storage, StorageError, check_path, join};
 use crate::config::StorageConfig;
-
-/// Characters left as they are in a URL path segment or query value (RFC 3986 unreserved).
-const ENCODE: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'.')
-    .remove(b'_')
-    .remove(b'~');
-
-fn enc(s: &str) -> String {
-    utf8_percent_encode(s, ENCODE).to_string()
-}
 
 /// Everything the Swift backend needs; [`SwiftSettings::from_config`] fills it from the
 /// configuration, tests set it directly.
@@ -165,183 +154,15 @@ pub struct SwiftStats {
     pub cache_reads: u64,
 }
 
-#[derive(Default)]
-struct Counters {
-    lists: AtomicU64,
-    gets: AtomicU64,
-    heads: AtomicU64,
-    puts: AtomicU64,
-    deletes: AtomicU64,
-    retries: AtomicU64,
-    reauths: AtomicU64,
-    cache_reads: AtomicU64,
-}
-
-fn bump(c: &AtomicU64) {
-    c.fetch_add(1, Ordering::Relaxed);
-}
-
-/// Least-recently-used objects, by full object name.
-struct Cache {
-    max_bytes: usize,
-    used: usize,
-    tick: u64,
-    map: HashMap<String, (Bytes, u64)>,
-}
-
-impl Cache {
-    fn new(max_bytes: usize) -> Cache {
-        Cache {
-            max_bytes,
-            used: 0,
-            tick: 0,
-            map: HashMap::new(),
-        }
-    }
-
-    fn max_object(&self) -> usize {
-        self.max_bytes / 8
-    }
-
-    fn get(&mut self, key: &str) -> Option<Bytes> {
-        self.tick += 1;
-        let tick = self.tick;
-        self.map.get_mut(key).map(|(b, t)| {
-            *t = tick;
-            b.clone()
-        })
-    }
-
-    fn remove(&mut self, key: &str) {
-        if let Some((b, _)) = self.map.remove(key) {
-            self.used -= b.len();
-        }
-    }
-
-    fn insert(&mut self, key: &str, data: Bytes) {
-        self.remove(key);
-        if data.len() > self.max_object() {
-            return;
-        }
-        self.tick += 1;
-        self.used += data.len();
-        self.map.insert(key.to_string(), (data, self.tick));
-        while self.used > self.max_bytes {
-            let oldest = self
-                .map
-                .iter()
-                .min_by_key(|(_, (_, t))| *t)
-                .map(|(k, _)| k.clone());
-            match oldest {
-                Some(k) => self.remove(&k),
-                None => break,
-            }
-        }
-    }
-}
-
 pub struct SwiftStorage {
     s: SwiftSettings,
     client: reqwest::Client,
     auth: auth::Authenticator,
-    counters: Counters,
-    cache: Arc<Mutex<Cache>>,
+    counters: RequestCounters,
+    reauths: AtomicU64,
+    cache: SharedCache,
     /// The last "unavailable" error, cleared by the next answer from Swift.
-    problem: Mutex<Option<String>>,
-}
-
-/// An answer Swift gave, and whether an earlier try of the same call may have taken effect
-/// (it failed after the request could have reached Swift).
-struct Answer {
-    resp: reqwest::Response,
-    ambiguous: bool,
-}
-
-struct Call<'a> {
-    method: Method,
-    /// Full object name; `None` for the container itself.
-    key: Option<&'a str>,
-    query: &'a [(&'a str, &'a str)],
-    headers: &'a [(&'static str, &'a str)],
-    body: Option<Bytes>,
-    /// The body will be read by the caller at its own pace: no overall time limit.
-    streamed: bool,
-}
-
-impl<'a> Call<'a> {
-    /// A call with no query, no extra headers, no body, and the usual time limit.
-    fn new(method: Method, key: Option<&'a str>) -> Call<'a> {
-        Call {
-            method,
-            key,
-            query: &[],
-            headers: &[],
-            body: None,
-            streamed: false,
-        }
-    }
-}
-
-/// The innermost cause of a reqwest error ("Connection refused (os error 111)").
-pub(crate) fn error_text(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        return "timed out".into();
-    }
-    let mut inner: &dyn std::error::Error = e;
-    while let Some(next) = inner.source() {
-        inner = next;
-    }
-    inner.to_string()
-}
-
-fn retryable_status(s: StatusCode) -> bool {
-    s.is_server_error() || matches!(s.as_u16(), 408 | 429 | 498)
-}
-
-fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
-    resp.headers()
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::trim)
-}
-
-/// The MD5 an answer's ETag promises for the body, when it is a plain object's.
-fn plain_etag(resp: &reqwest::Response) -> Option<String> {
-    if header(resp, "x-static-large-object").is_some()
-        || header(resp, "x-object-manifest").is_some()
-    {
-        return None;
-    }
-    let etag = header(resp, "etag")?.trim_matches('"').to_ascii_lowercase();
-    (etag.len() == 32 && etag.bytes().all(|b| b.is_ascii_hexdigit())).then_some(etag)
-}
-
-fn content_type(path: &str) -> &'static str {
-    if path.ends_with(".tgz") {
-        "application/x-tar"
-    } else if path.ends_with(".prov") {
-        "application/pgp-signature"
-    } else if path.ends_with(".json") {
-        "application/json"
-    } else {
-        "application/octet-stream"
-    }
-}
-
-fn file_name(path: &str) -> String {
-    path.rsplit('/').next().unwrap_or(path).to_string()
-}
-
-/// A `modified_ns` for an object whose listing time could not be read back: one nanosecond
-/// past its `Last-Modified` second (or now). Listing times are whole microseconds, so this
-/// never equals one, and the next refresh reads the object again.
-fn unconfirmed_ns(resp_last_modified: Option<&str>) -> i64 {
-    resp_last_modified
-        .and_then(time::parse_http_date)
-        .unwrap_or_else(crate::timefmt::now_ns)
-        / 1000
-        * 1000
-        + 1
+    problem: Problem,
 }
 
 #[derive(Deserialize)]
@@ -354,52 +175,27 @@ struct ListEntry {
 
 impl SwiftStorage {
     pub fn new(mut s: SwiftSettings) -> Result<SwiftStorage> {
-        s.prefix = s
-            .prefix
-            .split('/')
-            .filter(|p| !p.is_empty())
-            .collect::<Vec<_>>()
-            .join("/");
+        s.prefix = remote::clean_prefix(&s.prefix)
+            .ok_or_else(|| config_error(format!("invalid prefix {:?}", s.prefix)))?;
         if s.container.is_empty() || s.container.contains('/') {
             return Err(config_error(format!(
                 "invalid container name {:?}",
                 s.container
             )));
         }
-        if !s.prefix.is_empty() {
-            check_path(&s.prefix)
-                .map_err(|_| config_error(format!("invalid prefix {:?}", s.prefix)))?;
-        }
         s.attempts = s.attempts.max(1);
         s.page_size = s.page_size.clamp(1, 10_000);
-        let mut b = reqwest::Client::builder()
-            .connect_timeout(s.connect_timeout)
-            .read_timeout(s.timeout)
-            .pool_idle_timeout(Duration::from_secs(50))
-            .user_agent(concat!("chartroom/", env!("CARGO_PKG_VERSION")));
-        if !s.cacert.is_empty() {
-            let pem = std::fs::read(&s.cacert)
-                .map_err(|e| config_error(format!("cannot read CA bundle {}: {e}", s.cacert)))?;
-            let certs = reqwest::Certificate::from_pem_bundle(&pem)
-                .map_err(|e| config_error(format!("cannot parse CA bundle {}: {e}", s.cacert)))?;
-            if certs.is_empty() {
-                return Err(config_error(format!("no certificates in {}", s.cacert)));
-            }
-            for c in certs {
-                b = b.add_root_certificate(c);
-            }
-        }
-        let client = b
-            .build()
-            .map_err(|e| config_error(format!("cannot set up the HTTP client: {e}")))?;
+        let client =
+            remote::http_client(s.connect_timeout, s.timeout, &s.cacert).map_err(config_error)?;
         let auth = auth::Authenticator::new(s.auth.clone(), client.clone(), s.timeout);
         Ok(SwiftStorage {
-            cache: Arc::new(Mutex::new(Cache::new(s.cache_bytes))),
+            cache: remote::ReadCache::shared(s.cache_bytes),
             s,
             client,
             auth,
-            counters: Counters::default(),
-            problem: Mutex::new(None),
+            counters: RequestCounters::default(),
+            reauths: AtomicU64::new(0),
+            problem: Problem::default(),
         })
     }
 
@@ -413,18 +209,17 @@ impl SwiftStorage {
     }
 
     pub async fn stats(&self) -> SwiftStats {
-        let c = &self.counters;
-        let l = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        let c = self.counters.snapshot();
         SwiftStats {
             logins: self.auth.logins().await,
-            lists: l(&c.lists),
-            gets: l(&c.gets),
-            heads: l(&c.heads),
-            puts: l(&c.puts),
-            deletes: l(&c.deletes),
-            retries: l(&c.retries),
-            reauths: l(&c.reauths),
-            cache_reads: l(&c.cache_reads),
+            lists: c.lists,
+            gets: c.gets,
+            heads: c.heads,
+            puts: c.puts,
+            deletes: c.deletes,
+            retries: c.retries,
+            reauths: self.reauths.load(Ordering::Relaxed),
+            cache_reads: c.cache_reads,
         }
     }
 
@@ -433,8 +228,8 @@ impl SwiftStorage {
         Ok(join(&self.s.prefix, path))
     }
 
-    fn cache(&self) -> std::sync::MutexGuard<'_, Cache> {
-        self.cache.lock().unwrap_or_else(|e| e.into_inner())
+    fn cache(&self) -> std::sync::MutexGuard<'_, remote::ReadCache> {
+        lock_cache(&self.cache)
     }
 
     fn url(&self, base: &str, key: Option<&str>, query: &[(&str, &str)]) -> String {
@@ -462,33 +257,14 @@ impl SwiftStorage {
     }
 
     async fn pause(&self, attempt: u32) {
-        let base = self.s.backoff.saturating_mul(1 << (attempt - 1).min(10));
-        let jitter = rand::random::<f64>() * 0.5 + 0.75;
-        tokio::time::sleep(base.mul_f64(jitter)).await;
-    }
-
-    fn count(&self, method: &Method, key: Option<&str>) {
-        let c = &self.counters;
-        match (method.as_str(), key) {
-            ("GET", None) => bump(&c.lists),
-            ("GET", Some(_)) => bump(&c.gets),
-            ("HEAD", _) => bump(&c.heads),
-            ("PUT", _) => bump(&c.puts),
-            ("DELETE", _) => bump(&c.deletes),
-            _ => {}
-        }
+        remote::pause(self.s.backoff, attempt).await;
     }
 
     /// Sends a call, logging in as needed, retrying what can be retried. Returns Swift's
     /// answer for anything but 401 and retryable statuses.
     async fn execute(&self, call: &Call<'_>) -> Result<Answer> {
         let res = self.execute_inner(call).await;
-        let mut p = self.problem.lock().unwrap_or_else(|e| e.into_inner());
-        match &res {
-            Ok(_) => *p = None,
-            Err(StorageError::Unavailable(why)) => *p = Some(why.clone()),
-            Err(_) => {}
-        }
+        self.problem.track(&res);
         res
     }
 
@@ -515,23 +291,13 @@ impl SwiftStorage {
                             .header(http::header::CONTENT_LENGTH, b.len())
                             .body(b.clone());
                     }
-                    self.count(&call.method, call.key);
-                    let sent = if call.streamed {
-                        match tokio::time::timeout(self.s.timeout, rb.send()).await {
-                            Ok(r) => r.map_err(|e| (e.is_connect(), error_text(&e))),
-                            Err(_) => Err((false, "timed out waiting for the answer".into())),
-                        }
-                    } else {
-                        rb.timeout(self.s.timeout)
-                            .send()
-                            .await
-                            .map_err(|e| (e.is_connect(), error_text(&e)))
-                    };
+                    self.counters.count(&call.method, call.key.is_some());
+                    let sent = remote::send(rb, self.s.timeout, call.streamed).await;
                     match sent {
                         Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                             if reauths < 2 {
                                 reauths += 1;
-                                bump(&self.counters.reauths);
+                                bump(&self.reauths);
                                 crate::debug!("swift token rejected; logging in again",
                                     "call" => &self.describe_call(call));
                                 self.auth.invalidate(&tok).await;
@@ -575,41 +341,14 @@ impl SwiftStorage {
         }
     }
 
-    /// A read that Swift cannot serve now, from the cache if the object is there.
-    fn cached_or(&self, key: &str, err: StorageError) -> Result<Bytes> {
-        if let StorageError::Unavailable(why) = &err {
-            if let Some(b) = self.cache().get(key) {
-                bump(&self.counters.cache_reads);
-                crate::warn!("Swift unreachable; serving a cached copy", "object" => key,
-                    "error" => why.as_str());
-                return Ok(b);
-            }
+    fn reads(&self) -> remote::Reads<'_> {
+        remote::Reads {
+            service: "swift",
+            cache: &self.cache,
+            counters: &self.counters,
+            attempts: self.s.attempts,
+            backoff: self.s.backoff,
         }
-        Err(err)
-    }
-
-    async fn get_once(&self, key: &str) -> Result<std::result::Result<Bytes, String>> {
-        let ans = self.execute(&Call::new(Method::GET, Some(key))).await?;
-        let resp = ans.resp;
-        match resp.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => return Err(StorageError::NotFound(key.to_string())),
-            _ => return Err(self.unexpected(key, &resp)),
-        }
-        let etag = plain_etag(&resp);
-        let data = match resp.bytes().await {
-            Ok(d) => d,
-            Err(e) => return Ok(Err(error_text(&e))),
-        };
-        if let Some(etag) = etag {
-            let got = hex::encode(Md5::digest(&data));
-            if got != etag {
-                return Ok(Err(format!(
-                    "body does not match its ETag ({got} != {etag})"
-                )));
-            }
-        }
-        Ok(Ok(data))
     }
 
     async fn write(&self, path: &str, data: Bytes, if_absent: bool) -> Result<ObjectMeta> {
@@ -652,45 +391,17 @@ impl SwiftStorage {
             _ => return Err(self.unexpected(&key, &ans.resp)),
         }
         // Read the object back: its listing time, and whether our bytes are what stayed.
-        let name = file_name(path);
-        let unconfirmed = ObjectMeta {
-            name: name.clone(),
-            size: data.len() as u64,
-            modified_ns: unconfirmed_ns(last_modified.as_deref()),
-        };
-        match self.head(&key, true).await {
-            Ok(h) if h.etag.as_deref() == Some(md5.as_str()) => {
-                self.cache().insert(&key, data);
-                let modified_ns = match h.modified_ns {
-                    Some(ns) => ns,
-                    None => self
-                        .listed_time(&key)
-                        .await
-                        .unwrap_or(unconfirmed.modified_ns),
-                };
-                Ok(ObjectMeta {
-                    name,
-                    size: h.size,
-                    modified_ns,
-                })
-            }
-            Ok(_) => {
-                self.cache().remove(&key);
-                if if_absent {
-                    crate::info!("concurrent upload of the same object: the other one stayed",
-                        "object" => key.as_str());
-                    Err(StorageError::AlreadyExists(path.to_string()))
-                } else {
-                    Ok(unconfirmed)
-                }
-            }
-            Err(e) => {
-                self.cache().remove(&key);
-                crate::debug!("cannot read back an uploaded object", "object" => key.as_str(),
-                    "error" => &e.to_string());
-                Ok(unconfirmed)
-            }
-        }
+        remote::settle_write(
+            self,
+            &self.cache,
+            &key,
+            path,
+            data,
+            if_absent,
+            &md5,
+            last_modified.as_deref(),
+        )
+        .await
     }
 
     async fn head_etag(&self, key: &str) -> Option<String> {
@@ -712,7 +423,7 @@ impl SwiftStorage {
                 size: header(resp, "content-length")
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(0),
-                etag: plain_etag(resp),
+                etag: <SwiftStorage as remote::Service>::body_md5(resp),
                 modified_ns: header(resp, "x-timestamp").and_then(time::parse_x_timestamp),
             }),
             StatusCode::NOT_FOUND => Err(StorageError::NotFound(key.to_string())),
@@ -780,81 +491,42 @@ impl SwiftStorage {
     }
 }
 
-struct Head {
-    size: u64,
-    etag: Option<String>,
-    modified_ns: Option<i64>,
+impl remote::Service for SwiftStorage {
+    const NAME: &'static str = "Swift";
+
+    fn reads(&self) -> remote::Reads<'_> {
+        SwiftStorage::reads(self)
+    }
+
+    fn execute(&self, call: &Call<'_>) -> impl Future<Output = Result<Answer>> + Send {
+        SwiftStorage::execute(self, call)
+    }
+
+    async fn refused(&self, key: &str, resp: reqwest::Response) -> StorageError {
+        match resp.status() {
+            StatusCode::NOT_FOUND => StorageError::NotFound(key.to_string()),
+            _ => self.unexpected(key, &resp),
+        }
+    }
+
+    /// The MD5 an answer's ETag promises for the body, when it is a plain object's.
+    fn body_md5(resp: &reqwest::Response) -> Option<String> {
+        if header(resp, "x-static-large-object").is_some()
+            || header(resp, "x-object-manifest").is_some()
+        {
+            return None;
+        }
+        remote::md5_etag(header(resp, "etag")?)
+    }
 }
 
-/// A body passed on as it arrives, checked against its length and MD5 at the end (a mismatch
-/// ends the stream with an error, so a client never takes a damaged copy for complete), and
-/// kept for the cache when small enough.
-struct BodyStream {
-    inner: std::pin::Pin<Box<dyn Stream<Item = reqwest::Result<Bytes>> + Send + Sync>>,
-    key: String,
-    size: u64,
-    received: u64,
-    md5: Option<(Md5, String)>,
-    keep: Option<Vec<u8>>,
-    cache: Arc<Mutex<Cache>>,
-    done: bool,
-}
+impl remote::ObjectReads for SwiftStorage {
+    fn head(&self, key: &str, after_write: bool) -> impl Future<Output = Result<Head>> + Send {
+        SwiftStorage::head(self, key, after_write)
+    }
 
-impl Stream for BodyStream {
-    type Item = std::io::Result<Bytes>;
-
-    fn poll_next(
-        mut self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Self::Item>> {
-        let this = &mut *self;
-        if this.done {
-            return Poll::Ready(None);
-        }
-        match this.inner.poll_next_unpin(cx) {
-            Poll::Pending => Poll::Pending,
-            Poll::Ready(Some(Ok(b))) => {
-                this.received += b.len() as u64;
-                if let Some((h, _)) = &mut this.md5 {
-                    h.update(&b);
-                }
-                if let Some(k) = &mut this.keep {
-                    k.extend_from_slice(&b);
-                }
-                Poll::Ready(Some(Ok(b)))
-            }
-            Poll::Ready(Some(Err(e))) => {
-                this.done = true;
-                Poll::Ready(Some(Err(std::io::Error::other(format!(
-                    "reading {} from Swift: {}",
-                    this.key,
-                    error_text(&e)
-                )))))
-            }
-            Poll::Ready(None) => {
-                this.done = true;
-                if this.received != this.size {
-                    return Poll::Ready(Some(Err(std::io::Error::other(format!(
-                        "{} from Swift: got {} of {} bytes",
-                        this.key, this.received, this.size
-                    )))));
-                }
-                if let Some((h, expected)) = this.md5.take() {
-                    let got = hex::encode(h.finalize());
-                    if got != expected {
-                        return Poll::Ready(Some(Err(std::io::Error::other(format!(
-                            "{} from Swift does not match its ETag",
-                            this.key
-                        )))));
-                    }
-                    if let Some(k) = this.keep.take() {
-                        let mut c = this.cache.lock().unwrap_or_else(|e| e.into_inner());
-                        c.insert(&this.key, Bytes::from(k));
-                    }
-                }
-                Poll::Ready(None)
-            }
-        }
+    fn listed_time(&self, key: &str) -> impl Future<Output = Option<i64>> + Send {
+        SwiftStorage::listed_time(self, key)
     }
 }
 
@@ -870,14 +542,7 @@ impl Storage for SwiftStorage {
     }
 
     async fn list(&self, prefix: &str) -> Result<Vec<ObjectMeta>> {
-        if !prefix.is_empty() {
-            check_path(prefix)?;
-        }
-        let full = match (self.s.prefix.is_empty(), prefix.is_empty()) {
-            (true, true) => String::new(),
-            (false, true) => format!("{}/", self.s.prefix),
-            _ => format!("{}/", join(&self.s.prefix, prefix)),
-        };
+        let full = remote::list_prefix(&self.s.prefix, prefix)?;
         let mut out = Vec::new();
         let mut marker = String::new();
         loop {
@@ -924,105 +589,17 @@ impl Storage for SwiftStorage {
 
     async fn get(&self, path: &str) -> Result<Bytes> {
         let key = self.key(path)?;
-        let mut tries = 0;
-        loop {
-            tries += 1;
-            match self.get_once(&key).await {
-                Ok(Ok(data)) => {
-                    self.cache().insert(&key, data.clone());
-                    return Ok(data);
-                }
-                Ok(Err(why)) if tries < self.s.attempts => {
-                    crate::debug!("swift download broke off; retrying", "object" => key.as_str(),
-                        "error" => why.as_str());
-                    bump(&self.counters.retries);
-                    self.pause(tries).await;
-                }
-                Ok(Err(why)) => {
-                    return self.cached_or(
-                        &key,
-                        StorageError::Unavailable(format!("swift GET {key}: {why}")),
-                    );
-                }
-                Err(StorageError::NotFound(_)) => {
-                    self.cache().remove(&key);
-                    return Err(StorageError::NotFound(path.to_string()));
-                }
-                Err(e) => return self.cached_or(&key, e),
-            }
-        }
+        remote::get(self, &key, path).await
     }
 
     async fn get_stream(&self, path: &str) -> Result<ObjectStream> {
         let key = self.key(path)?;
-        let ans = self
-            .execute(&Call {
-                streamed: true,
-                ..Call::new(Method::GET, Some(&key))
-            })
-            .await;
-        let resp = match ans {
-            Ok(a) => a.resp,
-            Err(e) => {
-                let data = self.cached_or(&key, e)?;
-                return Ok(ObjectStream {
-                    size: data.len() as u64,
-                    stream: Box::pin(futures_util::stream::once(async move { Ok(data) })),
-                });
-            }
-        };
-        match resp.status() {
-            StatusCode::OK => {}
-            StatusCode::NOT_FOUND => {
-                self.cache().remove(&key);
-                return Err(StorageError::NotFound(path.to_string()));
-            }
-            _ => return Err(self.unexpected(&key, &resp)),
-        }
-        let Some(size) = resp.content_length() else {
-            // No length up front (should not happen with Swift): read it whole.
-            drop(resp);
-            let data = self.get(path).await?;
-            return Ok(ObjectStream {
-                size: data.len() as u64,
-                stream: Box::pin(futures_util::stream::once(async move { Ok(data) })),
-            });
-        };
-        let md5 = plain_etag(&resp).map(|e| (Md5::new(), e));
-        let cacheable = md5.is_some() && (size as usize) <= self.cache().max_object();
-        Ok(ObjectStream {
-            size,
-            stream: Box::pin(BodyStream {
-                inner: Box::pin(resp.bytes_stream()),
-                key,
-                size,
-                received: 0,
-                md5,
-                keep: cacheable.then(|| Vec::with_capacity(size as usize)),
-                cache: self.cache.clone(),
-                done: false,
-            }),
-        })
+        remote::get_stream(self, key, path).await
     }
 
     async fn stat(&self, path: &str) -> Result<ObjectMeta> {
         let key = self.key(path)?;
-        let h = match self.head(&key, false).await {
-            Err(StorageError::NotFound(_)) => return Err(StorageError::NotFound(path.to_string())),
-            other => other?,
-        };
-        let modified_ns = match h.modified_ns {
-            Some(ns) => ns,
-            None => self
-                .listed_time(&key)
-                .await
-                .ok_or_else(|| StorageError::NotFound(path.to_string()))?,
-        };
-        Ok(ObjectMeta {
-            name: file_name(path),
-            size: h.size,
-            modified_ns,
-        })
+        remote::stat(self, &key, path).await
     }
 
     async fn put(&self, path: &str, data: Bytes) -> Result<ObjectMeta> {
@@ -1047,10 +624,7 @@ impl Storage for SwiftStorage {
     }
 
     fn problem(&self) -> Option<String> {
-        self.problem
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
+        self.problem.get()
     }
 
     async fn check(&self) -> Result<()> {
@@ -1102,27 +676,6 @@ mod tests {
     }
 
     #[test]
-    fn encoding() {
-        assert_eq!(enc("a-1.0.0+build.1.tgz"), "a-1.0.0%2Bbuild.1.tgz");
-        assert_eq!(enc("a b/c"), "a%20b%2Fc");
-    }
-
-    #[test]
-    fn cache_evicts_oldest() {
-        let mut c = Cache::new(80);
-        c.insert("a", Bytes::from(vec![0; 10]));
-        c.insert("b", Bytes::from(vec![0; 10]));
-        assert!(c.get("a").is_some());
-        for i in 0..7 {
-            c.insert(&format!("x{i}"), Bytes::from(vec![0; 10]));
-        }
-        assert!(c.used <= 80);
-        assert!(c.get("b").is_none(), "least recently used goes first");
-        c.insert("big", Bytes::from(vec![0; 11]));
-        assert!(c.get("big").is_none(), "larger than an eighth: not kept");
-    }
-
-    #[test]
     fn bad_settings_are_refused() {
         let auth = AuthConfig::V1(auth::V1Config {
             url: "http://127.0.0.1:1/auth/v1.0".into(),
@@ -1157,7 +710,7 @@ mod tests {
 
     #[test]
     fn unconfirmed_times_never_match_a_listing() {
-        let ns = unconfirmed_ns(Some("Tue, 24 Nov 2026 00:12:21 GMT"));
+        let ns = remote::unconfirmed_ns(Some("Tue, 24 Nov 2026 00:12:21 GMT"));
         assert_eq!(ns % 1000, 1);
     }
 }
