@@ -271,3 +271,97 @@ fn sigterm_stops_cleanly() {
     let state = std::fs::read_to_string(dir.path().join("chartroom-state.json")).unwrap();
     assert!(state.contains("a-1.0.0.tgz"));
 }
+
+/// A chart package of about `size` bytes (stored, not compressed, so it costs no time to
+/// make): Chart.yaml, then a large file of letters.
+fn big_chart(name: &str, version: &str, size: usize) -> Vec<u8> {
+    let chart_yaml = format!("apiVersion: v2\nname: {name}\nversion: {version}\n");
+    let mut x: u32 = 0x9e37_79b9;
+    let filler: Vec<u8> = (0..size)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            b'a' + (x % 26) as u8
+        })
+        .collect();
+    let mut builder = tar::Builder::new(Vec::new());
+    for (path, body) in [
+        (format!("{name}/Chart.yaml"), chart_yaml.as_bytes()),
+        (format!("{name}/files/filler.txt"), &filler[..]),
+    ] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        builder.append_data(&mut h, path, body).unwrap();
+    }
+    let tar = builder.into_inner().unwrap();
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::none());
+    enc.write_all(&tar).unwrap();
+    enc.finish().unwrap()
+}
+
+/// `--read-timeout` bounds sending a request body (408), `--write-timeout` how long a client
+/// may take none of a response before it is disconnected.
+#[test]
+fn read_and_write_timeouts() {
+    let dir = tempfile::tempdir().unwrap();
+    // Larger than what loopback sockets buffer on both ends together.
+    let big = big_chart("big", "1.0.0", 32 << 20);
+    std::fs::write(dir.path().join("big-1.0.0.tgz"), &big).unwrap();
+    let root = dir.path().display().to_string();
+    let p = start(
+        &[
+            "--storage-local-rootdir",
+            &root,
+            "--read-timeout",
+            "1",
+            "--write-timeout",
+            "1",
+        ],
+        &[],
+    );
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !index_has(p.port, "/index.yaml", "big-1.0.0.tgz") {
+        assert!(Instant::now() < deadline, "the big chart was not indexed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+
+    // An upload whose body stops coming: 408 once the read timeout has passed.
+    let mut s = TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let t = Instant::now();
+    s.write_all(
+        b"POST /api/charts HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 1000\r\n\r\nonly ten b",
+    )
+    .unwrap();
+    let mut answer = Vec::new();
+    let _ = s.read_to_end(&mut answer);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.contains(r#"{"error":"request body not received in time"}"#),
+        "{answer}"
+    );
+    assert!(t.elapsed() >= Duration::from_secs(1), "{:?}", t.elapsed());
+
+    // A download whose client reads nothing: the server gives up after the write timeout, so
+    // reading later ends early (what the sockets had buffered, then the end).
+    let mut s = TcpStream::connect(("127.0.0.1", p.port)).unwrap();
+    s.write_all(b"GET /charts/big-1.0.0.tgz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(3));
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    let mut got = Vec::new();
+    let _ = s.read_to_end(&mut got);
+    assert!(
+        got.len() < big.len(),
+        "a stalled reader was served all {} bytes",
+        got.len()
+    );
+    // A client that reads gets the whole package.
+    let (status, body) = http(p.port, "GET", "/charts/big-1.0.0.tgz", b"", None);
+    assert_eq!(status, 200);
+    assert!(body == big, "download differs ({} bytes)", body.len());
+}

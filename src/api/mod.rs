@@ -224,7 +224,7 @@ impl App {
             .unwrap_or("")
             .to_string();
         let body = if matches!(route.endpoint, Endpoint::UploadChart | Endpoint::UploadProv) {
-            match read_body(req.into_body(), cfg.max_upload_size, cfg.write_timeout).await {
+            match read_body(req.into_body(), cfg.max_upload_size, cfg.read_timeout).await {
                 Ok(b) => b,
                 Err(ApiError::TooLarge) => return too_large(),
                 Err(e) => return error_response(&e),

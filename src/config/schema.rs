@@ -127,7 +127,7 @@ pub static KEYS: &[Key] = &[
         "30",
         "read-timeout",
         "READ_TIMEOUT",
-        "Seconds a client may take to send a request's headers.",
+        "Seconds a client may take to send a request's headers, and again to send its body (uploads; 408 when late); 0: no limit.",
     ),
     k(
         "writetimeout",
@@ -135,7 +135,7 @@ pub static KEYS: &[Key] = &[
         "30",
         "write-timeout",
         "WRITE_TIMEOUT",
-        "Seconds a client may take to send a request body (uploads).",
+        "Seconds a client may go without taking any of a response before it is disconnected; 0: no limit.",
     ),
     k(
         "shutdowngrace",

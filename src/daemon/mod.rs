@@ -17,6 +17,7 @@ use tokio::sync::{Notify, watch};
 
 pub mod listen;
 pub mod notify;
+pub mod stall;
 
 use crate::api::{App, HttpSettings, repo_settings};
 use crate::config::{self, Args, Config, ConfigError, StorageConfig};
@@ -30,14 +31,22 @@ use notify::Notifier;
 
 #[derive(Debug, thiserror::Error)]
 pub enum DaemonError {
-    #[error("{0}")]
+    #[error(transparent)]
     Config(#[from] ConfigError),
+    // Not `#[from]`, which would also make the inner error the source: `{:#}` (main.rs) would
+    // then print the message twice.
     #[error("storage: {0}")]
-    Storage(#[from] StorageError),
-    #[error("{0}")]
+    Storage(StorageError),
+    #[error(transparent)]
     Listen(#[from] listen::ListenError),
-    #[error("{0}")]
+    #[error(transparent)]
     Io(#[from] std::io::Error),
+}
+
+impl From<StorageError> for DaemonError {
+    fn from(e: StorageError) -> DaemonError {
+        DaemonError::Storage(e)
+    }
 }
 
 /// Builds the storage backend a configuration names.
@@ -119,7 +128,7 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
     );
     let registry = loop {
         tokio::select! {
-            r = &mut loading => break r?,
+            r = &mut loading => break Some(r?),
             _ = report.tick() => {
                 let read = progress.read.load(Ordering::Relaxed);
                 let total = progress.to_read.load(Ordering::Relaxed);
@@ -128,9 +137,14 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
                     describe_storage(&cfg)
                 ));
             }
-            _ = term.recv() => { info!("stopped while loading the index"); return Ok(()); }
-            _ = int.recv() => { info!("stopped while loading the index"); return Ok(()); }
+            _ = term.recv() => break None,
+            _ = int.recv() => break None,
         }
+    };
+    let Some(registry) = registry else {
+        info!("stopped while loading the index");
+        notifier.stopping();
+        return Ok(());
     };
     let app = Arc::new(App::new(&cfg, registry));
     let (shutdown, _) = watch::channel(false);
@@ -248,7 +262,10 @@ where
 {
     shared.connections.fetch_add(1, Ordering::SeqCst);
     tokio::spawn(async move {
-        let read_timeout = shared.app.http.load().cfg.read_timeout;
+        let (read_timeout, write_timeout) = {
+            let http = shared.app.http.load();
+            (http.cfg.read_timeout, http.cfg.write_timeout)
+        };
         let app = shared.app.clone();
         let svc = service_fn(move |req| {
             let app = app.clone();
@@ -259,6 +276,7 @@ where
         if !read_timeout.is_zero() {
             builder.header_read_timeout(read_timeout);
         }
+        let stream = stall::WriteStallLimit::new(stream, write_timeout);
         let conn = builder.serve_connection(TokioIo::new(stream), svc);
         tokio::pin!(conn);
         let mut stop = shared.shutdown.subscribe();
@@ -377,6 +395,21 @@ async fn try_reload(shared: &Shared) -> Result<(), String> {
     cfg.workers = old.cfg.workers;
     cfg.depth = old.cfg.depth;
     cfg.depth_dynamic = old.cfg.depth_dynamic;
+    // A start creates a missing local storage directory; a reload does not: there, a missing
+    // directory is much more likely a typo than a wish for an empty repository.
+    if let StorageConfig::Local { rootdir } = &cfg.storage {
+        let why = match tokio::fs::metadata(rootdir).await {
+            Ok(m) if m.is_dir() => None,
+            Ok(_) => Some("not a directory".to_string()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Some("the directory does not exist (a reload does not create it)".to_string())
+            }
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(why) = why {
+            return Err(format!("storage {}: {why}", describe_storage(&cfg)));
+        }
+    }
     let registry = build_registry(&cfg)
         .await
         .map_err(|e| format!("storage {}: {e}", describe_storage(&cfg)))?;

@@ -335,12 +335,26 @@ impl ReadCache {
 pub(crate) struct Reads<'a> {
     pub service: &'static str,
     pub cache: &'a SharedCache,
+    pub problem: &'a Problem,
     pub counters: &'a RequestCounters,
     pub attempts: u32,
     pub backoff: Duration,
 }
 
 impl Reads<'_> {
+    /// While the service is known to be unreachable (the last call failed for want of it), a
+    /// cached object is served at once instead of after the time limits and retries of a call
+    /// that would most likely fail the same way. Calls the cache cannot answer (listings,
+    /// uploads, other objects) find out when the service is back, and clear the problem.
+    fn cached_while_down(&self, key: &str) -> Option<Bytes> {
+        let why = self.problem.get()?;
+        let b = lock_cache(self.cache).get(key)?;
+        bump(&self.counters.cache_reads);
+        crate::warn!("storage unreachable; serving a cached copy",
+            "service" => self.service, "object" => key, "error" => why.as_str());
+        Some(b)
+    }
+
     /// A read that the service cannot serve now, from the cache if the object is there.
     pub(crate) fn cached_or(&self, key: &str, err: StorageError) -> Result<Bytes> {
         if let StorageError::Unavailable(why) = &err {
@@ -363,6 +377,9 @@ impl Reads<'_> {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<std::result::Result<Bytes, String>>>,
     {
+        if let Some(b) = self.cached_while_down(key) {
+            return Ok(b);
+        }
         let mut tries = 0;
         loop {
             tries += 1;
@@ -444,6 +461,9 @@ pub(crate) async fn get_stream<S: Service>(
     path: &str,
 ) -> Result<super::ObjectStream> {
     let reads = s.reads();
+    if let Some(b) = reads.cached_while_down(&key) {
+        return Ok(whole(b));
+    }
     let ans = s
         .execute(&Call {
             streamed: true,

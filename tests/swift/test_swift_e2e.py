@@ -279,57 +279,148 @@ def test_swift_down_then_back(swift, pool):
     assert server.proc.poll() is None
 
 
+def test_hung_swift_does_not_hold_up_reads(swift, pool):
+    """Swift's proxy frozen (it accepts connections and never answers): a refresh is then stuck
+    until its timeouts run out, but index reads are served at once from the index as it
+    stands, and once a call has failed, cached downloads too; an upload ends with 503."""
+    prefix = unique("hung")
+    server = started(pool, swift, prefix, "--cache-interval", "1s",
+                     "--storage-openstack-timeout", "4s", "--storage-openstack-retries", "1")
+    pkg = make_chart("frozen", "1.0.0")
+    assert upload(server, pkg).status_code == 201
+    assert server.get("/charts/frozen-1.0.0.tgz").content == pkg
+    index_before = server.get("/index.yaml").text
+    proxy_pid = int((swift.dir / "run" / "proxy.pid").read_text())
+    os.kill(proxy_pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.5)  # the next refresh has started and hangs (4 s, twice, plus backoff)
+        for path in ("/index.yaml", "/api/charts", "/api/charts/frozen/1.0.0", "/health"):
+            t = time.monotonic()
+            r = server.get(path)
+            took = time.monotonic() - t
+            # /health may already report the outage (503) if a call has timed out.
+            assert r.status_code == 200 or path == "/health", (path, r.status_code, r.text)
+            assert took < 2, "%s took %.1fs while a refresh was stuck" % (path, took)
+        assert server.get("/index.yaml").text == index_before
+        t = time.monotonic()
+        late = make_chart("frozen", "2.0.0")
+        r = upload(server, late)
+        assert r.status_code == 503, r.text
+        assert r.json() == {"error": "storage unavailable"}
+        assert time.monotonic() - t < 20
+        body = wait_until("/health reports the hung proxy",
+                          lambda: (lambda r: r.json() if r.status_code == 503 else None)(
+                              server.get("/health")), timeout=20)
+        assert body["healthy"] is False, body
+        t = time.monotonic()
+        r = server.get("/charts/frozen-1.0.0.tgz")
+        assert r.status_code == 200 and r.content == pkg
+        assert time.monotonic() - t < 2, "a cached download waited for the hung proxy"
+    finally:
+        os.kill(proxy_pid, signal.SIGCONT)
+    wait_until("/health is 200 again", lambda: server.get("/health").status_code == 200,
+               timeout=30)
+    assert upload(server, make_chart("frozen", "3.0.0")).status_code == 201
+    # The PUT that timed out sat in the frozen proxy's socket and may have been carried out
+    # once it woke: then the object is whole, and the index lists it (as it would any object
+    # written to the container), else there is no trace of it.
+    names = swift_names(swift, prefix)
+    versions = ["3.0.0", "1.0.0"]
+    if "frozen-2.0.0.tgz" in names:
+        assert swift.req("GET", swift.url(prefix + "/frozen-2.0.0.tgz")).content == late
+        versions.append("2.0.0")
+    wait_for_index(server, {"frozen": versions})
+
+
 # ---------------------------------------------------------------------------------------------
 # A slow first load reports its progress to systemd
 # ---------------------------------------------------------------------------------------------
+class NotifySocket:
+    """A datagram socket to pass as NOTIFY_SOCKET; collects what the daemon sends."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="chartroom-notify-", dir="/tmp")
+        self.path = os.path.join(self.dir, "notify")
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.bind(self.path)
+        self.sock.settimeout(0.2)
+        self.lines = []
+
+    def collect(self, seconds, until=None):
+        """Receives for `seconds`, or until a line equal to `until` has come."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and until not in self.lines:
+            try:
+                self.lines += self.sock.recv(4096).decode().split("\n")
+            except socket.timeout:
+                pass
+
+    def close(self):
+        self.sock.close()
+        os.unlink(self.path)
+        os.rmdir(self.dir)
+
+
+def three_charts_without_state(swift, pool, prefix):
+    writer = started(pool, swift, prefix, "--disable-statefiles")
+    for i in range(3):
+        assert upload(writer, make_chart("slow%d" % i, "1.0.0")).status_code == 201
+    writer.stop()
+
+
 def test_slow_first_load_reports_progress(swift, pool):
     """With Swift's object server frozen, the first load (no state file) cannot download the
     packages it listed: until it can, STATUS= says how many of how many it has read, once a
     second, and READY=1 comes only after the load ends."""
     prefix = unique("progress")
-    writer = started(pool, swift, prefix, "--disable-statefiles")
-    for i in range(3):
-        assert upload(writer, make_chart("slow%d" % i, "1.0.0")).status_code == 201
-    writer.stop()
-    sock_dir = tempfile.mkdtemp(prefix="chartroom-notify-", dir="/tmp")
-    sock_path = os.path.join(sock_dir, "notify")
-    notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    notify.bind(sock_path)
-    notify.settimeout(0.2)
+    three_charts_without_state(swift, pool, prefix)
+    notify = NotifySocket()
     obj_pid = int((swift.dir / "run" / "object.pid").read_text())
     os.kill(obj_pid, signal.SIGSTOP)
     try:
         server = start_on_swift(pool, swift, prefix, "--disable-statefiles",
-                                env={"NOTIFY_SOCKET": sock_path}, wait=False)
-        messages = []
-        deadline = time.monotonic() + 3.5
-        while time.monotonic() < deadline:
-            try:
-                messages.append(notify.recv(4096).decode())
-            except socket.timeout:
-                pass
+                                env={"NOTIFY_SOCKET": notify.path}, wait=False)
+        notify.collect(3.5)
         os.kill(obj_pid, signal.SIGCONT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not any("READY=1" in m for m in messages):
-            try:
-                messages.append(notify.recv(4096).decode())
-            except socket.timeout:
-                pass
+        notify.collect(30, until="READY=1")
     finally:
         os.kill(obj_pid, signal.SIGCONT)
         notify.close()
-        os.unlink(sock_path)
-        os.rmdir(sock_dir)
-    lines = [line for m in messages for line in m.split("\n")]
+    lines = notify.lines
     progress = [line for line in lines
                 if line.startswith("STATUS=loading index from openstack:")
                 and line.endswith(" of 3 charts")]
-    ready = [i for i, line in enumerate(lines) if line == "READY=1"]
     assert progress, (lines, server.log())
     assert all(": read 0 of 3 charts" in p for p in progress), progress
-    assert ready, (lines, server.log())
-    assert all(lines.index(p) < ready[0] for p in progress), lines
+    assert "READY=1" in lines, (lines, server.log())
+    assert all(lines.index(p) < lines.index("READY=1") for p in progress), lines
     assert sorted((fetch_index(server).get("entries") or {})) == ["slow0", "slow1", "slow2"]
+
+
+def test_stop_during_first_load(swift, pool):
+    """SIGTERM while the first load waits on Swift: STOPPING=1, no READY=1, exit 0 at once."""
+    prefix = unique("stopload")
+    three_charts_without_state(swift, pool, prefix)
+    notify = NotifySocket()
+    obj_pid = int((swift.dir / "run" / "object.pid").read_text())
+    os.kill(obj_pid, signal.SIGSTOP)
+    try:
+        server = start_on_swift(pool, swift, prefix, "--disable-statefiles",
+                                env={"NOTIFY_SOCKET": notify.path}, wait=False)
+        notify.collect(10, until="STATUS=loading index from openstack:%s: read 0 of 3 charts"
+                       % swift.container)
+        t = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        assert server.proc.wait(timeout=10) == 0, server.log()
+        took = time.monotonic() - t
+        notify.collect(1)
+    finally:
+        os.kill(obj_pid, signal.SIGCONT)
+        notify.close()
+    assert "STOPPING=1" in notify.lines, (notify.lines, server.log())
+    assert "READY=1" not in notify.lines, notify.lines
+    assert took < 5, "stopping took %.1fs" % took
+    assert "stopped while loading the index" in server.log()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -192,6 +192,16 @@ def test_broken_reloads_keep_serving(procs, chartroom_bin, tmp_path, notify):
     index = index_versions(requests.get(base + "/index.yaml", timeout=5).text)
     assert set(index) == {"aonly", "still"}
 
+    # 2b. A storage directory that does not exist (a typo): refused, and not created, where a
+    # start would create it.
+    typo = tmp_path / "charts-typo"
+    write_config(config, typo)
+    _, _, status = reload(proc, notify)
+    assert status.startswith(f"reload failed: storage local:{typo}: "), status
+    assert "does not exist" in status, status
+    assert not typo.exists()
+    assert "still" in requests.get(base + "/index.yaml", timeout=5).text
+
     # 3. Unknown key: refused as a whole, nothing half-applied.
     write_config(config, b, nosuchkey="1")
     _, _, status = reload(proc, notify)
@@ -206,7 +216,7 @@ def test_broken_reloads_keep_serving(procs, chartroom_bin, tmp_path, notify):
 
     assert proc.stop() == 0
     log = proc.log()
-    assert log.count("reload failed; keeping the previous configuration") == 3, log
+    assert log.count("reload failed; keeping the previous configuration") == 4, log
 
 
 def test_restart_only_settings_stay(procs, chartroom_bin, tmp_path, notify):

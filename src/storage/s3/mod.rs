@@ -351,6 +351,7 @@ impl S3Storage {
         remote::Reads {
             service: "s3",
             cache: &self.cache,
+            problem: &self.problem,
             counters: &self.counters,
             attempts: self.s.attempts,
             backoff: self.s.backoff,

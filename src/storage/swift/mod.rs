@@ -345,6 +345,7 @@ impl SwiftStorage {
         remote::Reads {
             service: "swift",
             cache: &self.cache,
+            problem: &self.problem,
             counters: &self.counters,
             attempts: self.s.attempts,
             backoff: self.s.backoff,
