@@ -16,6 +16,7 @@ Needs Swift installed (`sudo tests/swift/swift-harness.sh install`) and the e2e 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import hashlib
 import io
 import json
@@ -361,31 +362,34 @@ class NotifySocket:
         os.rmdir(self.dir)
 
 
-def three_charts_without_state(swift, pool, prefix):
+@contextlib.contextmanager
+def first_load_waiting_on_swift(swift, pool, prefix):
+    """chartroom started on three charts with no state file while Swift's object server is
+    frozen: its first load lists the packages but cannot download them. Yields the server, its
+    NOTIFY_SOCKET, and a function that wakes the object server."""
     writer = started(pool, swift, prefix, "--disable-statefiles")
     for i in range(3):
         assert upload(writer, make_chart("slow%d" % i, "1.0.0")).status_code == 201
     writer.stop()
-
-
-def test_slow_first_load_reports_progress(swift, pool):
-    """With Swift's object server frozen, the first load (no state file) cannot download the
-    packages it listed: until it can, STATUS= says how many of how many it has read, once a
-    second, and READY=1 comes only after the load ends."""
-    prefix = unique("progress")
-    three_charts_without_state(swift, pool, prefix)
     notify = NotifySocket()
     obj_pid = int((swift.dir / "run" / "object.pid").read_text())
     os.kill(obj_pid, signal.SIGSTOP)
     try:
         server = start_on_swift(pool, swift, prefix, "--disable-statefiles",
                                 env={"NOTIFY_SOCKET": notify.path}, wait=False)
-        notify.collect(3.5)
-        os.kill(obj_pid, signal.SIGCONT)
-        notify.collect(30, until="READY=1")
+        yield server, notify, lambda: os.kill(obj_pid, signal.SIGCONT)
     finally:
         os.kill(obj_pid, signal.SIGCONT)
         notify.close()
+
+
+def test_slow_first_load_reports_progress(swift, pool):
+    """Until the packages can be downloaded, STATUS= says how many of how many the first load
+    has read, once a second; READY=1 comes only after the load ends."""
+    with first_load_waiting_on_swift(swift, pool, unique("progress")) as (server, notify, thaw):
+        notify.collect(3.5)
+        thaw()
+        notify.collect(30, until="READY=1")
     lines = notify.lines
     progress = [line for line in lines
                 if line.startswith("STATUS=loading index from openstack:")
@@ -399,14 +403,7 @@ def test_slow_first_load_reports_progress(swift, pool):
 
 def test_stop_during_first_load(swift, pool):
     """SIGTERM while the first load waits on Swift: STOPPING=1, no READY=1, exit 0 at once."""
-    prefix = unique("stopload")
-    three_charts_without_state(swift, pool, prefix)
-    notify = NotifySocket()
-    obj_pid = int((swift.dir / "run" / "object.pid").read_text())
-    os.kill(obj_pid, signal.SIGSTOP)
-    try:
-        server = start_on_swift(pool, swift, prefix, "--disable-statefiles",
-                                env={"NOTIFY_SOCKET": notify.path}, wait=False)
+    with first_load_waiting_on_swift(swift, pool, unique("stopload")) as (server, notify, _):
         notify.collect(10, until="STATUS=loading index from openstack:%s: read 0 of 3 charts"
                        % swift.container)
         t = time.monotonic()
@@ -414,9 +411,6 @@ def test_stop_during_first_load(swift, pool):
         assert server.proc.wait(timeout=10) == 0, server.log()
         took = time.monotonic() - t
         notify.collect(1)
-    finally:
-        os.kill(obj_pid, signal.SIGCONT)
-        notify.close()
     assert "STOPPING=1" in notify.lines, (notify.lines, server.log())
     assert "READY=1" not in notify.lines, notify.lines
     assert took < 5, "stopping took %.1fs" % took

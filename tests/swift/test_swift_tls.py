@@ -37,9 +37,9 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "e2e"))
 
-from e2e_lib import ChartroomPool, find_binary, free_port, upload, wait_for_index  # noqa: E402
+from e2e_lib import ChartroomPool, free_port, upload, wait_for_index  # noqa: E402
 from test_harness import alive, installed, reap, running_swift  # noqa: E402,F401
-from test_swift_e2e import make_chart  # noqa: E402
+from test_swift_e2e import binary, make_chart  # noqa: E402,F401  (fixture + helper)
 
 TLS_PORT = int(os.environ.get("SWIFT_TLS_PORT", "18570"))
 HOST = "127.0.0.1"
@@ -250,14 +250,6 @@ def nginx(swift, pki, tmp_path_factory):
         workers = stop_nginx(proc)
         assert proc.returncode is not None
         assert not [w for w in workers if alive(w)], workers
-
-
-@pytest.fixture(scope="module")
-def binary():
-    b = find_binary()
-    if b is None:
-        pytest.fail("chartroom binary not found: cargo build, or set CHARTROOM_BIN")
-    return b
 
 
 @pytest.fixture
