@@ -916,3 +916,42 @@ async fn cors_header_on_api_only() {
         None
     );
 }
+
+#[tokio::test]
+async fn custom_form_field_names() {
+    let s = Server::new(&[
+        "--chart-post-form-field-name",
+        "package",
+        "--prov-post-form-field-name",
+        "signature",
+    ])
+    .await;
+    let (pkg, sig) = (chart("c", "1.0.0"), prov("c", "1.0.0"));
+    let r = s
+        .post_form(
+            "/api/charts",
+            &[
+                ("package", "c.tgz", &pkg),
+                ("signature", "c.tgz.prov", &sig),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(std::fs::read(s.root.join("c-1.0.0.tgz")).unwrap(), pkg);
+    assert_eq!(std::fs::read(s.root.join("c-1.0.0.tgz.prov")).unwrap(), sig);
+    assert_eq!(s.index_versions("/index.yaml").await, ["c-1.0.0"]);
+    // The default names are accepted as well, as ChartMuseum does.
+    let r = s
+        .post_form("/api/charts", &[("chart", "d.tgz", &chart("d", "1.0.0"))])
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    // Other names are not.
+    let r = s
+        .post_form("/api/charts", &[("pkg", "e.tgz", &chart("e", "1.0.0"))])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        r.json()["error"],
+        "no package or provenance file found in form fields package and signature"
+    );
+}
