@@ -129,6 +129,26 @@ fn chartmuseum_flags_and_cache_interval() {
         );
         std::thread::sleep(Duration::from_millis(100));
     }
+    // A package replaced in place (same name and version, other bytes): the index shows the
+    // new digest within the interval too.
+    let replaced = common::tgz(&[(
+        "b/Chart.yaml",
+        "apiVersion: v2\nname: b\nversion: 2.0.0\ndescription: rebuilt in place\n",
+    )]);
+    let path = dir.path().join("team/b-2.0.0.tgz");
+    let tmp = dir.path().join("team/.b.tmp");
+    std::fs::write(&tmp, &replaced).unwrap();
+    std::fs::rename(&tmp, &path).unwrap();
+    let digest = chartroom::repository::sha256_hex(&replaced);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !index_has(p.port, "/team/index.yaml", &digest) {
+        assert!(
+            Instant::now() < deadline,
+            "a replaced package was not re-read within 5 s"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(index_has(p.port, "/team/index.yaml", "rebuilt in place"));
 }
 
 #[test]
