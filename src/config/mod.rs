@@ -109,9 +109,6 @@ pub enum StorageConfig {
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct CapturedEnv(BTreeMap<String, String>);
 
-/// The name this type had when only the Swift backend captured variables.
-pub type OpenStackEnv = CapturedEnv;
-
 impl CapturedEnv {
     pub fn capture(names: &[&str], env: &dyn Fn(&str) -> Option<String>) -> CapturedEnv {
         CapturedEnv(
