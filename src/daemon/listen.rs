@@ -70,10 +70,14 @@ pub fn inherited() -> Result<Option<Vec<(Listener, String)>>, ListenError> {
     let Ok(count) = std::env::var("LISTEN_FDS") else {
         return Ok(None);
     };
-    if let Ok(pid) = std::env::var("LISTEN_PID") {
-        if pid.trim().parse::<u32>().ok() != Some(std::process::id()) {
-            return Ok(None);
-        }
+    // As sd_listen_fds(3): the sockets are ours only when LISTEN_PID names this process
+    // (variables inherited from a parent that was socket-activated are not).
+    let ours = std::env::var("LISTEN_PID")
+        .ok()
+        .and_then(|pid| pid.trim().parse::<u32>().ok())
+        == Some(std::process::id());
+    if !ours {
+        return Ok(None);
     }
     let n: RawFd = count
         .trim()

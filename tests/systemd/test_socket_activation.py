@@ -8,6 +8,7 @@ import os
 import socket
 import time
 
+import pytest
 import requests
 
 from conftest import (
@@ -115,14 +116,16 @@ def test_unix_socket_upload(procs, chartroom_bin, tmp_path, notify, short_tmp):
     assert proc.stop() == 0
 
 
-def start_with_fd(procs, chartroom_bin, tmp_path, fd: int, listen_pid: str = "$$"):
+def start_with_fd(procs, chartroom_bin, tmp_path, fd: int, listen_pid: str | None = "$$"):
     """Starts chartroom with ``fd`` as its fd 3 and LISTEN_FDS=1, LISTEN_FDNAMES=x and
-    LISTEN_PID = its own PID unless told otherwise, the way the service manager passes sockets.
-    (The fd goes in as stdin; the shell moves it to 3 and execs, keeping its PID.)"""
+    LISTEN_PID = its own PID unless told otherwise (None: no LISTEN_PID), the way the service
+    manager passes sockets. (The fd goes in as stdin; the shell moves it to 3 and execs,
+    keeping its PID.)"""
     storage = tmp_path / "storage"
     config = write_config(tmp_path / "chartroom.yaml", storage)
     port = free_port()
-    script = (f'exec 3<&0 0</dev/null; LISTEN_PID={listen_pid} LISTEN_FDS=1 LISTEN_FDNAMES=x '
+    pid_var = "" if listen_pid is None else f"LISTEN_PID={listen_pid} "
+    script = (f'exec 3<&0 0</dev/null; unset LISTEN_PID; {pid_var}LISTEN_FDS=1 LISTEN_FDNAMES=x '
               'exec "$0" "$@"')
     argv = ["sh", "-c", script, str(chartroom_bin), "--config", str(config), "--port", str(port)]
     return procs.start(argv, name="fd", stdin=fd), port
@@ -171,13 +174,15 @@ def test_refuses_seqpacket_socket(procs, chartroom_bin, tmp_path, short_tmp):
         expect_startup_error(proc, ["not a stream socket"])
 
 
-def test_ignores_fds_meant_for_another_process(procs, chartroom_bin, tmp_path):
-    # LISTEN_PID names another process: the fds are not ours (sd_listen_fds semantics), so
-    # chartroom binds its configured address instead.
+@pytest.mark.parametrize("listen_pid", ["1", None], ids=["other-pid", "no-pid"])
+def test_ignores_fds_meant_for_another_process(procs, chartroom_bin, tmp_path, listen_pid):
+    # LISTEN_PID names another process, or is missing: the fds are not ours (sd_listen_fds
+    # semantics), so chartroom binds its configured address instead.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
-        proc, port = start_with_fd(procs, chartroom_bin, tmp_path, s.fileno(), listen_pid="1")
+        proc, port = start_with_fd(procs, chartroom_bin, tmp_path, s.fileno(),
+                                   listen_pid=listen_pid)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
