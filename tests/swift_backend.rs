@@ -262,6 +262,7 @@ async fn chartroom_on_swift() {
     // Long-lived tokens here, so the only way to a new login is the 401.
     lost_tokens_lead_to_a_new_login(&h).await;
     streamed_download(&h).await;
+    streamed_checks_run_on_the_last_byte(&h).await;
     api_round_trip(&h).await;
     two_instances_converge(&h).await;
     h.stop();
@@ -288,6 +289,68 @@ async fn streamed_download(h: &SwiftHarness) {
     assert!(got == big, "streamed bytes differ");
     let meta = s.stat("big.tgz").await.unwrap();
     assert_eq!(meta, s.list("").await.unwrap()[0]);
+}
+
+/// Reads a stream the way an HTTP server sends a body with a Content-Length: polls until
+/// `size` bytes came (or an error did), then drops it without waiting for its end.
+async fn read_like_a_server(obj: chartroom::storage::ObjectStream) -> (Vec<u8>, Option<String>) {
+    use futures_util::StreamExt;
+    let mut stream = obj.stream;
+    let mut got = Vec::new();
+    while (got.len() as u64) < obj.size {
+        match stream.next().await {
+            Some(Ok(b)) => got.extend_from_slice(&b),
+            Some(Err(e)) => return (got, Some(e.to_string())),
+            None => break,
+        }
+    }
+    (got, None)
+}
+
+/// The MD5 check and the read cache of a streamed download happen on the chunk that
+/// completes the body: a server stops polling there. A body damaged on disk (same size, the
+/// ETag of the original) never goes out whole.
+async fn streamed_checks_run_on_the_last_byte(h: &SwiftHarness) {
+    let prefix = unique("laststep");
+    let data: Vec<u8> = (0..300_000u32).map(|i| (i % 253) as u8).collect();
+    h.storage(&prefix)
+        .put("c.tgz", Bytes::from(data.clone()))
+        .await
+        .unwrap();
+    // A new backend (an empty cache) streams it; the complete body lands in its cache, which
+    // serves it once the proxy is gone.
+    let s = h.storage(&prefix);
+    let (got, err) = read_like_a_server(s.get_stream("c.tgz").await.unwrap()).await;
+    assert_eq!(err, None);
+    assert!(got == data, "streamed bytes differ");
+    h.stop_server("proxy");
+    let cached = s.get("c.tgz").await;
+    h.start_server("proxy");
+    assert_eq!(cached.unwrap(), Bytes::from(data.clone()));
+    assert_eq!(s.stats().await.cache_reads, 1);
+
+    // Damage one byte of the object server's copy, in place (its metadata, ETag included,
+    // stays); the next reader must get an error before the body is complete.
+    let mut files = vec![h.dir.path().join("node")];
+    let mut damaged = false;
+    while let Some(p) = files.pop() {
+        if p.is_dir() {
+            files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        } else if p.extension().is_some_and(|e| e == "data")
+            && std::fs::read(&p).is_ok_and(|b| b == data)
+        {
+            use std::os::unix::fs::FileExt;
+            let f = std::fs::OpenOptions::new().write(true).open(&p).unwrap();
+            f.write_at(&[data[150_000] ^ 0xff], 150_000).unwrap();
+            damaged = true;
+        }
+    }
+    assert!(damaged, "the object's .data file was not found");
+    let fresh = h.storage(&prefix);
+    let (got, err) = read_like_a_server(fresh.get_stream("c.tgz").await.unwrap()).await;
+    let err = err.expect("a damaged body was passed on as complete");
+    assert!(err.contains("does not match its ETag"), "{err}");
+    assert!(got.len() < data.len(), "{} bytes went out", got.len());
 }
 
 async fn api_round_trip(h: &SwiftHarness) {

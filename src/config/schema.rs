@@ -281,7 +281,7 @@ pub static KEYS: &[Key] = &[
         "20s",
         "storage-openstack-timeout",
         "STORAGE_OPENSTACK_TIMEOUT",
-        "chartroom only: limit for an answer from Swift, and for a pause between two reads of a body.",
+        "chartroom only: limit for an answer from Swift (an upload gets 1s more per MiB), and for a pause between two reads of a body.",
     ),
     k(
         "storage.openstack.retries",
@@ -361,7 +361,7 @@ pub static KEYS: &[Key] = &[
         "20s",
         "storage-amazon-timeout",
         "STORAGE_AMAZON_TIMEOUT",
-        "chartroom only: limit for an answer from S3, and for a pause between two reads of a body.",
+        "chartroom only: limit for an answer from S3 (an upload gets 1s more per MiB), and for a pause between two reads of a body.",
     ),
     k(
         "storage.amazon.retries",

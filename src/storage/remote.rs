@@ -52,6 +52,9 @@ pub(crate) fn http_client(
         .connect_timeout(connect_timeout)
         .read_timeout(timeout)
         .pool_idle_timeout(Duration::from_secs(50))
+        // A redirect is answered as it is: following it would send a request signed for
+        // another URL, or (to another host) without its credentials.
+        .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("chartroom/", env!("CARGO_PKG_VERSION")));
     if !cacert.is_empty() {
         let pem =
@@ -99,6 +102,13 @@ impl<'a> Call<'a> {
             body: None,
             streamed: false,
         }
+    }
+
+    /// The time limit for this call: `base`, plus one second per MiB of body to send, so that
+    /// a large upload over a slow link is not cut off by a limit meant for the answer.
+    pub(crate) fn time_limit(&self, base: Duration) -> Duration {
+        let len = self.body.as_ref().map_or(0, |b| b.len() as u64);
+        base + Duration::from_secs(len.div_ceil(1 << 20))
     }
 }
 
@@ -433,8 +443,13 @@ pub(crate) trait Service: Sync {
 /// One try at reading object `key` whole: the bytes, or why a transfer that had started broke
 /// off (a body cut short or not matching its MD5), or the error of the call.
 async fn get_once<S: Service>(s: &S, key: &str) -> Result<std::result::Result<Bytes, String>> {
+    // Streamed: the limit covers the wait for the answer, and the client's read timeout every
+    // pause in the body, but not the whole transfer (a large object over a slow link).
     let ans = s
-        .execute(&Call::new(reqwest::Method::GET, Some(key)))
+        .execute(&Call {
+            streamed: true,
+            ..Call::new(reqwest::Method::GET, Some(key))
+        })
         .await?;
     let resp = ans.resp;
     if resp.status() != StatusCode::OK {
@@ -663,6 +678,30 @@ impl BodyStream {
     }
 }
 
+impl BodyStream {
+    /// The checks once all `size` bytes are in: the MD5, when promised; a good body goes into
+    /// the cache. Done on the chunk that completes the body, not at the end of the stream: an
+    /// HTTP server that sends the body on stops polling once `Content-Length` bytes went out,
+    /// so a check at the end would never run, and a damaged last chunk must not go out at all
+    /// (the client then sees a body cut short, never a complete wrong one).
+    fn finish(&mut self) -> std::io::Result<()> {
+        self.done = true;
+        if let Some((h, expected)) = self.md5.take() {
+            let got = hex::encode(h.finalize());
+            if got != expected {
+                return Err(std::io::Error::other(format!(
+                    "{} from {} does not match its ETag",
+                    self.key, self.service
+                )));
+            }
+            if let Some(k) = self.keep.take() {
+                lock_cache(&self.cache).insert(&self.key, Bytes::from(k));
+            }
+        }
+        Ok(())
+    }
+}
+
 impl Stream for BodyStream {
     type Item = std::io::Result<Bytes>;
 
@@ -675,11 +714,23 @@ impl Stream for BodyStream {
             Poll::Pending => Poll::Pending,
             Poll::Ready(Some(Ok(b))) => {
                 this.received += b.len() as u64;
+                if this.received > this.size {
+                    this.done = true;
+                    return Poll::Ready(Some(Err(std::io::Error::other(format!(
+                        "{} from {}: more than the {} bytes announced",
+                        this.key, this.service, this.size
+                    )))));
+                }
                 if let Some((h, _)) = &mut this.md5 {
                     h.update(&b);
                 }
                 if let Some(k) = &mut this.keep {
                     k.extend_from_slice(&b);
+                }
+                if this.received == this.size {
+                    if let Err(e) = this.finish() {
+                        return Poll::Ready(Some(Err(e)));
+                    }
                 }
                 Poll::Ready(Some(Ok(b)))
             }
@@ -693,26 +744,18 @@ impl Stream for BodyStream {
                 )))))
             }
             Poll::Ready(None) => {
-                this.done = true;
                 if this.received != this.size {
+                    this.done = true;
                     return Poll::Ready(Some(Err(std::io::Error::other(format!(
                         "{} from {}: got {} of {} bytes",
                         this.key, this.service, this.received, this.size
                     )))));
                 }
-                if let Some((h, expected)) = this.md5.take() {
-                    let got = hex::encode(h.finalize());
-                    if got != expected {
-                        return Poll::Ready(Some(Err(std::io::Error::other(format!(
-                            "{} from {} does not match its ETag",
-                            this.key, this.service
-                        )))));
-                    }
-                    if let Some(k) = this.keep.take() {
-                        lock_cache(&this.cache).insert(&this.key, Bytes::from(k));
-                    }
+                // Only an empty body gets here unchecked.
+                match this.finish() {
+                    Ok(()) => Poll::Ready(None),
+                    Err(e) => Poll::Ready(Some(Err(e))),
                 }
-                Poll::Ready(None)
             }
         }
     }
@@ -736,6 +779,19 @@ pub(crate) fn check_md5(data: &[u8], etag: Option<&str>) -> std::result::Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn uploads_get_time_for_their_size() {
+        let base = Duration::from_secs(20);
+        let get = Call::new(reqwest::Method::GET, Some("a.tgz"));
+        assert_eq!(get.time_limit(base), base);
+        let put = |n: usize| Call {
+            body: Some(Bytes::from(vec![0u8; n])),
+            ..Call::new(reqwest::Method::PUT, Some("a.tgz"))
+        };
+        assert_eq!(put(1).time_limit(base), Duration::from_secs(21));
+        assert_eq!(put(20 << 20).time_limit(base), Duration::from_secs(40));
+    }
 
     #[test]
     fn encoding() {

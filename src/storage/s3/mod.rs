@@ -269,6 +269,25 @@ fn error_code(body: &str) -> Option<(String, String)> {
     })
 }
 
+/// Error codes S3 answers with 400 (not 403) that mean the credentials or their signing
+/// scope are not accepted.
+const CREDENTIAL_ERRORS: &[&str] = &[
+    "ExpiredToken",
+    "InvalidToken",
+    "TokenRefreshRequired",
+    "AuthorizationHeaderMalformed",
+];
+
+/// "400 Bad Request (ExpiredToken: The provided token has expired.)": the status and, when
+/// the answer has them, S3's error code and message.
+fn describe_error(status: StatusCode, code: &Option<(String, String)>) -> String {
+    match code {
+        Some((code, msg)) if !msg.is_empty() => format!("{status} ({code}: {msg})"),
+        Some((code, _)) if !code.is_empty() => format!("{status} ({code})"),
+        _ => status.to_string(),
+    }
+}
+
 /// The seconds of a listing's `LastModified`, any fraction cut off.
 fn listing_ns(s: &str) -> Option<i64> {
     time::parse_iso8601(s).map(|ns| ns - ns.rem_euclid(1_000_000_000))
@@ -286,7 +305,7 @@ pub struct S3Storage {
 }
 
 struct ListPage {
-    objects: Vec<(String, u64, Option<i64>)>,
+    objects: Vec<(String, u64, i64)>,
     next: Option<String>,
 }
 
@@ -474,33 +493,34 @@ impl S3Storage {
         loop {
             let rb = self.request(call, &payload_hash);
             self.counters.count(&call.method, call.key.is_some());
-            let failure = match remote::send(rb, self.s.timeout, call.streamed).await {
-                Ok(resp) if resp.status() == StatusCode::FORBIDDEN => {
-                    if !resigned && self.reread_secret() {
-                        resigned = true;
-                        continue;
+            let failure =
+                match remote::send(rb, call.time_limit(self.s.timeout), call.streamed).await {
+                    Ok(resp) if resp.status() == StatusCode::FORBIDDEN => {
+                        if !resigned && self.reread_secret() {
+                            resigned = true;
+                            continue;
+                        }
+                        let why = self.error_text(resp).await;
+                        return Err(StorageError::Unavailable(format!(
+                            "{}: S3 refuses the request: {why}",
+                            self.describe_call(call)
+                        )));
                     }
-                    let why = self.error_text(resp).await;
-                    return Err(StorageError::Unavailable(format!(
-                        "{}: S3 refuses the request: {why}",
-                        self.describe_call(call)
-                    )));
-                }
-                // A conditional PUT that meets another one in progress (AWS): try again.
-                Ok(resp)
-                    if retryable_status(resp.status())
-                        || (resp.status() == StatusCode::CONFLICT
-                            && call.method == Method::PUT) =>
-                {
-                    ambiguous = true;
-                    self.error_text(resp).await
-                }
-                Ok(resp) => return Ok(Answer { resp, ambiguous }),
-                Err((connect, msg)) => {
-                    ambiguous |= !connect;
-                    msg
-                }
-            };
+                    // A conditional PUT that meets another one in progress (AWS): try again.
+                    Ok(resp)
+                        if retryable_status(resp.status())
+                            || (resp.status() == StatusCode::CONFLICT
+                                && call.method == Method::PUT) =>
+                    {
+                        ambiguous = true;
+                        self.error_text(resp).await
+                    }
+                    Ok(resp) => return Ok(Answer { resp, ambiguous }),
+                    Err((connect, msg)) => {
+                        ambiguous |= !connect;
+                        msg
+                    }
+                };
             if attempt >= self.s.attempts {
                 return Err(StorageError::Unavailable(format!(
                     "{}: {failure} (after {attempt} tries)",
@@ -520,11 +540,7 @@ impl S3Storage {
     /// message.
     async fn error_text(&self, resp: reqwest::Response) -> String {
         let status = resp.status();
-        match self.error_code(resp).await {
-            Some((code, msg)) if !msg.is_empty() => format!("{status} ({code}: {msg})"),
-            Some((code, _)) if !code.is_empty() => format!("{status} ({code})"),
-            _ => status.to_string(),
-        }
+        describe_error(status, &self.error_code(resp).await)
     }
 
     /// S3's error code and message in an answer's body (read within the time limit).
@@ -534,9 +550,26 @@ impl S3Storage {
     }
 
     async fn unexpected(&self, what: &str, resp: reqwest::Response) -> StorageError {
+        let status = resp.status();
+        let code = self.error_code(resp).await;
+        let text = describe_error(status, &code);
+        // Credentials S3 will not take (expired session token, wrong region in the scope):
+        // as a 403, the storage is unusable until the operator acts, and /health says why.
+        if code
+            .as_ref()
+            .is_some_and(|(c, _)| CREDENTIAL_ERRORS.contains(&c.as_str()))
+        {
+            let refused: Result<()> = Err(StorageError::Unavailable(format!(
+                "{what}: S3 refuses the request: {text}"
+            )));
+            self.problem.track(&refused);
+            if let Err(e) = refused {
+                return e;
+            }
+        }
         StorageError::Io {
             path: what.to_string(),
-            message: format!("S3 answered {}", self.error_text(resp).await),
+            message: format!("S3 answered {text}"),
         }
     }
 
@@ -622,7 +655,7 @@ impl S3Storage {
         page.objects
             .into_iter()
             .find(|(k, _, _)| k == key)
-            .and_then(|(_, _, t)| t)
+            .map(|(_, _, t)| t)
     }
 
     async fn write(&self, path: &str, data: Bytes, if_absent: bool) -> Result<ObjectMeta> {
@@ -747,7 +780,12 @@ fn parse_list(body: &str) -> std::result::Result<ListPage, String> {
             .child_text("Size")
             .and_then(|s| s.trim().parse::<u64>().ok())
             .ok_or_else(|| format!("no size for {key:?}"))?;
-        let time = c.child_text("LastModified").and_then(listing_ns);
+        // An entry without a readable time is a damaged answer, not an object to leave out
+        // (the index would drop the chart).
+        let time = c
+            .child_text("LastModified")
+            .and_then(listing_ns)
+            .ok_or_else(|| format!("no readable LastModified for {key:?}"))?;
         objects.push((key.to_string(), size, time));
     }
     let truncated = root.child_text("IsTruncated").map(str::trim) == Some("true");
@@ -787,15 +825,11 @@ impl Storage for S3Storage {
                 if rel.is_empty() || rel.contains('/') {
                     continue;
                 }
-                match time {
-                    Some(ns) => out.push(ObjectMeta {
-                        name: rel.to_string(),
-                        size,
-                        modified_ns: ns,
-                    }),
-                    None => crate::warn!("skipping a listing entry without a time",
-                        "object" => key.as_str()),
-                }
+                out.push(ObjectMeta {
+                    name: rel.to_string(),
+                    size,
+                    modified_ns: time,
+                });
             }
             match page.next {
                 Some(t) if Some(&t) != token.as_ref() => token = Some(t),
@@ -939,8 +973,17 @@ mod tests {
         assert_eq!(page.objects.len(), 2);
         // A listing time with milliseconds and without agree with the HTTP date.
         let http = time::parse_http_date("Thu, 26 Nov 2026 10:12:23 GMT");
-        assert_eq!(page.objects[0].2, http);
-        assert_eq!(page.objects[1].2, http);
+        assert_eq!(Some(page.objects[0].2), http);
+        assert_eq!(Some(page.objects[1].2), http);
+        // No time, or one that cannot be read: a damaged answer, not a shorter listing.
+        for bad in ["", "<LastModified>yesterday</LastModified>"] {
+            let doc = format!(
+                "<ListBucketResult><Contents><Key>a</Key><Size>1</Size>{bad}</Contents>\
+                 </ListBucketResult>"
+            );
+            let e = parse_list(&doc).err().unwrap_or_default();
+            assert!(e.contains("no readable LastModified"), "{bad}: {e}");
+        }
         assert!(
             parse_list("<ListBucketResult><IsTruncated>true</IsTruncated></ListBucketResult>")
                 .is_err()

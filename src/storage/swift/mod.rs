@@ -292,7 +292,8 @@ impl SwiftStorage {
                             .body(b.clone());
                     }
                     self.counters.count(&call.method, call.key.is_some());
-                    let sent = remote::send(rb, self.s.timeout, call.streamed).await;
+                    let sent =
+                        remote::send(rb, call.time_limit(self.s.timeout), call.streamed).await;
                     match sent {
                         Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                             if reauths < 2 {

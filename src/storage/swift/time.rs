@@ -48,7 +48,7 @@ fn fraction_ns(frac: &str) -> Option<i64> {
 pub fn parse_iso8601(s: &str) -> Option<i64> {
     let s = s.trim();
     let s = s
-        .strip_suffix('Z')
+        .strip_suffix(['Z', 'z'])
         .or_else(|| s.strip_suffix("+00:00"))
         .unwrap_or(s);
     let (date, time) = s.split_once(['T', ' '])?;
