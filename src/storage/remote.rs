@@ -147,9 +147,11 @@ pub(crate) fn error_text(e: &reqwest::Error) -> String {
     inner.to_string()
 }
 
-/// Answers worth another try: 5xx (S3's 503 SlowDown included), 408, 429 and 498.
+/// Answers worth another try: 5xx (S3's 503 SlowDown included) but 501, which no retry
+/// changes (a server without conditional writes, say), and 408, 429 and 498.
 pub(crate) fn retryable_status(s: StatusCode) -> bool {
-    s.is_server_error() || matches!(s.as_u16(), 408 | 429 | 498)
+    (s.is_server_error() && s != StatusCode::NOT_IMPLEMENTED)
+        || matches!(s.as_u16(), 408 | 429 | 498)
 }
 
 /// Waits before try `attempt + 1`: `backoff`, doubled for each further try, with ±25% jitter.

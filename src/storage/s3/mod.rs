@@ -384,21 +384,21 @@ impl S3Storage {
             .clone()
     }
 
-    /// Re-reads a secret key file after S3 rejected a signature: true when the key changed
-    /// (worth signing again).
-    fn reread_secret(&self) -> bool {
+    /// Re-reads a secret key file after S3 rejected a request signed with `used`: true when
+    /// the key in the file is another one (worth signing again). Another call may have read
+    /// the new key first; what counts is the key this request was signed with.
+    fn reread_secret(&self, used: &str) -> bool {
         if !matches!(self.s.secret_key, Secret::File(_)) {
             return false;
         }
         match self.s.secret_key.read() {
             Ok(new) => {
                 let mut cur = self.secret.lock().unwrap_or_else(|e| e.into_inner());
-                if *cur == new {
-                    return false;
+                if *cur != new {
+                    crate::info!("S3 secret key file changed; signing with the new key");
+                    *cur = new.clone();
                 }
-                crate::info!("S3 secret key file changed; signing with the new key");
-                *cur = new;
-                true
+                new != used
             }
             Err(e) => {
                 crate::warn!("cannot re-read the S3 secret key file", "error" => &e);
@@ -415,7 +415,13 @@ impl S3Storage {
     }
 
     /// The request for one try of `call`, signed now.
-    fn request(&self, call: &Call<'_>, payload_hash: &str) -> reqwest::RequestBuilder {
+    /// The request for `call`, signed with `secret`.
+    fn request(
+        &self,
+        call: &Call<'_>,
+        payload_hash: &str,
+        secret: &str,
+    ) -> reqwest::RequestBuilder {
         let mut path = self.target.base_path.clone();
         if let Some(k) = call.key {
             for seg in k.split('/') {
@@ -448,7 +454,7 @@ impl S3Storage {
         }
         let auth = sigv4::authorization(
             &self.s.access_key,
-            &self.secret(),
+            secret,
             &self.s.region,
             &amz_date,
             &sigv4::Request {
@@ -491,12 +497,13 @@ impl S3Storage {
         let mut resigned = false;
         let mut ambiguous = false;
         loop {
-            let rb = self.request(call, &payload_hash);
+            let secret = self.secret();
+            let rb = self.request(call, &payload_hash, &secret);
             self.counters.count(&call.method, call.key.is_some());
             let failure =
                 match remote::send(rb, call.time_limit(self.s.timeout), call.streamed).await {
                     Ok(resp) if resp.status() == StatusCode::FORBIDDEN => {
-                        if !resigned && self.reread_secret() {
+                        if !resigned && self.reread_secret(&secret) {
                             resigned = true;
                             continue;
                         }
@@ -512,7 +519,8 @@ impl S3Storage {
                             || (resp.status() == StatusCode::CONFLICT
                                 && call.method == Method::PUT) =>
                     {
-                        ambiguous = true;
+                        // A 409 says the PUT did not take effect; a 5xx may come after it did.
+                        ambiguous |= resp.status() != StatusCode::CONFLICT;
                         self.error_text(resp).await
                     }
                     Ok(resp) => return Ok(Answer { resp, ambiguous }),
