@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
 
+import pytest
 import requests
 import yaml
 
@@ -208,6 +209,23 @@ class ChartroomPool:
     def stop_all(self) -> None:
         for server in self.servers:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def binary() -> Path:
+    """The chartroom binary (for suites outside tests/e2e: import it from here)."""
+    b = find_binary()
+    if b is None:
+        pytest.fail("chartroom binary not found: cargo build, or set CHARTROOM_BIN")
+    return b
+
+
+@pytest.fixture
+def pool(binary, tmp_path):
+    """Chartroom processes of one test, all stopped at its end."""
+    p = ChartroomPool(binary, tmp_path)
+    yield p
+    p.stop_all()
 
 
 def wait_healthy(server: Chartroom, timeout: float = START_TIMEOUT) -> None:

@@ -28,15 +28,15 @@ import requests
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "e2e"))
 
-from e2e_lib import (  # noqa: E402
+from e2e_lib import (  # noqa: E402,F401  (binary and pool are fixtures)
     CHART_SOURCES,
-    ChartroomPool,
     HelmHome,
+    binary,
     fetch_index,
-    find_binary,
     free_port,
     helm_ok,
     package_charts,
+    pool,
     run_helm,
     upload,
     wait_for_index,
@@ -157,21 +157,6 @@ def seaweed(tmp_path_factory):
         yield s
     finally:
         s.stop()
-
-
-@pytest.fixture(scope="module")
-def binary():
-    b = find_binary()
-    if b is None:
-        pytest.fail("chartroom binary not found: cargo build, or set CHARTROOM_BIN")
-    return b
-
-
-@pytest.fixture
-def pool(binary, tmp_path):
-    p = ChartroomPool(binary, tmp_path)
-    yield p
-    p.stop_all()
 
 
 def on_s3(pool, seaweed, prefix, *args):

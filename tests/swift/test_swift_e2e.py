@@ -31,21 +31,20 @@ import uuid
 from pathlib import Path
 
 import pytest
-import requests
 import yaml
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "e2e"))
 
-from e2e_lib import (  # noqa: E402
+from e2e_lib import (  # noqa: E402,F401  (binary and pool are fixtures)
     CHART_SOURCES,
-    ChartroomPool,
     HelmHome,
+    binary,
     fetch_index,
-    find_binary,
     free_port,
     helm_ok,
     package_charts,
+    pool,
     run_helm,
     upload,
     wait_for_index,
@@ -65,21 +64,6 @@ def swift(installed, tmp_path_factory):  # noqa: F811
 def short_swift(installed, tmp_path_factory):  # noqa: F811
     with running_swift(tmp_path_factory, "swift-e2e-short", E2E_PORT + 10, 4) as s:
         yield s
-
-
-@pytest.fixture(scope="module")
-def binary():
-    b = find_binary()
-    if b is None:
-        pytest.fail("chartroom binary not found: cargo build, or set CHARTROOM_BIN")
-    return b
-
-
-@pytest.fixture
-def pool(binary, tmp_path):
-    p = ChartroomPool(binary, tmp_path)
-    yield p
-    p.stop_all()
 
 
 @pytest.fixture(scope="module")
