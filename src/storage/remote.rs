@@ -528,7 +528,7 @@ pub(crate) trait ObjectReads {
     fn head(&self, key: &str, after_write: bool) -> impl Future<Output = Result<Head>> + Send;
 
     /// The listing time of object `key` (for servers whose HEAD does not carry it).
-    fn listed_time(&self, key: &str) -> impl Future<Output = Option<i64>> + Send;
+    fn listed_time(&self, key: &str) -> impl Future<Output = Result<Option<i64>>> + Send;
 }
 
 /// [`super::Storage::stat`] of object `key` (`path` for the answer) by HEAD.
@@ -539,9 +539,10 @@ pub(crate) async fn stat(b: &impl ObjectReads, key: &str, path: &str) -> Result<
     };
     let modified_ns = match h.modified_ns {
         Some(ns) => ns,
+        // A listing that fails is that error, not a missing object.
         None => b
             .listed_time(key)
-            .await
+            .await?
             .ok_or_else(|| StorageError::NotFound(path.to_string()))?,
     };
     Ok(ObjectMeta {
@@ -578,7 +579,12 @@ pub(crate) async fn settle_write(
             lock_cache(cache).insert(key, data);
             let modified_ns = match h.modified_ns {
                 Some(ns) => ns,
-                None => b.listed_time(key).await.unwrap_or(unconfirmed.modified_ns),
+                None => b
+                    .listed_time(key)
+                    .await
+                    .ok()
+                    .flatten()
+                    .unwrap_or(unconfirmed.modified_ns),
             };
             Ok(ObjectMeta {
                 name,

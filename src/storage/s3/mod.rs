@@ -658,12 +658,13 @@ impl S3Storage {
     }
 
     /// The listing time of one key (for servers whose HEAD has no `Last-Modified`).
-    async fn listed_time(&self, key: &str) -> Option<i64> {
-        let page = self.list_page(key, None, 1).await.ok()?;
-        page.objects
+    async fn listed_time(&self, key: &str) -> Result<Option<i64>> {
+        let page = self.list_page(key, None, 1).await?;
+        Ok(page
+            .objects
             .into_iter()
             .find(|(k, _, _)| k == key)
-            .map(|(_, _, t)| t)
+            .map(|(_, _, t)| t))
     }
 
     async fn write(&self, path: &str, data: Bytes, if_absent: bool) -> Result<ObjectMeta> {
@@ -770,7 +771,7 @@ impl remote::ObjectReads for S3Storage {
         S3Storage::head(self, key)
     }
 
-    fn listed_time(&self, key: &str) -> impl Future<Output = Option<i64>> + Send {
+    fn listed_time(&self, key: &str) -> impl Future<Output = Result<Option<i64>>> + Send {
         S3Storage::listed_time(self, key)
     }
 }
@@ -885,6 +886,8 @@ impl Storage for S3Storage {
             return Err(StorageError::NotFound(path.to_string()));
         }
         let ans = self.execute(&Call::new(Method::DELETE, Some(&key))).await?;
+        // Again: a read that finished meanwhile may have put the old bytes back.
+        self.cache().remove(&key);
         match ans.resp.status() {
             s if s.is_success() => Ok(()),
             // Gone meanwhile (some servers say so): the key is gone either way.

@@ -434,12 +434,13 @@ impl SwiftStorage {
     }
 
     /// The listing time of one object (for Swift-compatible servers without `X-Timestamp`).
-    async fn listed_time(&self, key: &str) -> Option<i64> {
-        let page = self.list_page(key, "", 1, false).await.ok()?;
-        page.into_iter()
+    async fn listed_time(&self, key: &str) -> Result<Option<i64>> {
+        let page = self.list_page(key, "", 1, false).await?;
+        Ok(page
+            .into_iter()
             .find(|e| e.name.as_deref() == Some(key))
             .and_then(|e| e.last_modified)
-            .and_then(|t| time::parse_iso8601(&t))
+            .and_then(|t| time::parse_iso8601(&t)))
     }
 
     async fn list_page(
@@ -527,7 +528,7 @@ impl remote::ObjectReads for SwiftStorage {
         SwiftStorage::head(self, key, after_write)
     }
 
-    fn listed_time(&self, key: &str) -> impl Future<Output = Option<i64>> + Send {
+    fn listed_time(&self, key: &str) -> impl Future<Output = Result<Option<i64>>> + Send {
         SwiftStorage::listed_time(self, key)
     }
 }
@@ -616,6 +617,8 @@ impl Storage for SwiftStorage {
         let key = self.key(path)?;
         self.cache().remove(&key);
         let ans = self.execute(&Call::new(Method::DELETE, Some(&key))).await?;
+        // Again: a read that finished meanwhile may have put the old bytes back.
+        self.cache().remove(&key);
         match ans.resp.status() {
             s if s.is_success() => Ok(()),
             // An earlier try that timed out may have deleted it.
