@@ -74,10 +74,10 @@ pub struct Repo {
     /// Storage prefix of this repository (`""` for the root, `org/team` at depth 2).
     pub key: String,
     index: Mutex<RepoIndex>,
-    /// Held while loading or reconciling; `true` once the index has been loaded.
-    refresh: tokio::sync::Mutex<bool>,
-    /// The same fact as the flag under `refresh`, readable without waiting for a
-    /// reconciliation in progress (which may be stuck on a slow storage for a while).
+    /// Held while loading or reconciling.
+    refresh: tokio::sync::Mutex<()>,
+    /// Set once the index has been loaded; read without the lock, so that requests never wait
+    /// for a reconciliation in progress (which may be stuck on a slow storage for a while).
     loaded: AtomicBool,
     /// Serialises uploads that replace an existing object, so index and storage agree.
     pub overwrite_lock: tokio::sync::Mutex<()>,
@@ -112,7 +112,7 @@ impl Repo {
         Repo {
             key,
             index: Mutex::new(RepoIndex::new(layout)),
-            refresh: tokio::sync::Mutex::new(false),
+            refresh: tokio::sync::Mutex::new(()),
             loaded: AtomicBool::new(false),
             overwrite_lock: tokio::sync::Mutex::new(()),
             seq: AtomicU64::new(0),
@@ -168,19 +168,18 @@ impl Repo {
         if self.loaded.load(Ordering::Acquire) {
             return Ok(());
         }
-        let mut loaded = self.refresh.lock().await;
-        if *loaded {
+        let _guard = self.refresh.lock().await;
+        if self.loaded.load(Ordering::Acquire) {
             return Ok(());
         }
-        self.first_load(&mut loaded, storage, settings).await?;
+        self.first_load(storage, settings).await?;
         Ok(())
     }
 
-    /// The first load: the state file (when enabled), then a reconciliation. The caller holds
-    /// the refresh lock, whose flag this sets.
+    /// The first load: the state file (when enabled), then a reconciliation; sets `loaded`.
+    /// The caller holds the refresh lock.
     async fn first_load(
         &self,
-        loaded: &mut bool,
         storage: &dyn Storage,
         settings: &RepoSettings,
     ) -> Result<RefreshStats, StorageError> {
@@ -188,7 +187,6 @@ impl Repo {
             self.load_state(storage).await;
         }
         let stats = self.reconcile(storage, settings).await?;
-        *loaded = true;
         self.loaded.store(true, Ordering::Release);
         let (charts, versions) = {
             let idx = self.index();
@@ -253,9 +251,9 @@ impl Repo {
         storage: &dyn Storage,
         settings: &RepoSettings,
     ) -> Result<RefreshStats, StorageError> {
-        let mut loaded = self.refresh.lock().await;
-        if !*loaded {
-            return self.first_load(&mut loaded, storage, settings).await;
+        let _guard = self.refresh.lock().await;
+        if !self.loaded.load(Ordering::Acquire) {
+            return self.first_load(storage, settings).await;
         }
         self.reconcile(storage, settings).await
     }
