@@ -130,7 +130,7 @@ async fn proxy_down_then_back(h: &SwiftHarness) {
         s.get("seen.tgz").await.unwrap(),
         Bytes::from_static(b"seen")
     );
-    assert_eq!(s.stats().await.cache_reads, 1);
+    assert_eq!(s.stats().await.requests.cache_reads, 1);
     let problem = s.problem().expect("a problem is reported");
     assert!(problem.contains("refused"), "{problem}");
     h.start_server("proxy");
@@ -327,7 +327,7 @@ async fn streamed_checks_run_on_the_last_byte(h: &SwiftHarness) {
     let cached = s.get("c.tgz").await;
     h.start_server("proxy");
     assert_eq!(cached.unwrap(), Bytes::from(data.clone()));
-    assert_eq!(s.stats().await.cache_reads, 1);
+    assert_eq!(s.stats().await.requests.cache_reads, 1);
 
     // Damage one byte of the object server's copy, in place (its metadata, ETag included,
     // stays); the next reader must get an error before the body is complete.
@@ -474,11 +474,14 @@ async fn two_instances_converge(h: &SwiftHarness) {
     a.refresh().await;
     let after = a.swift.stats().await;
     assert_eq!(
-        (after.lists - before.lists, after.gets - before.gets),
+        (
+            after.requests.lists - before.requests.lists,
+            after.requests.gets - before.requests.gets
+        ),
         (1, 0),
         "{after:?}"
     );
-    assert_eq!(after.heads, before.heads);
+    assert_eq!(after.requests.heads, before.requests.heads);
     assert_eq!(
         b.req(Method::POST, "/api/charts", chart("late", "1.0.0"))
             .await
@@ -489,7 +492,10 @@ async fn two_instances_converge(h: &SwiftHarness) {
     a.refresh().await;
     let after = a.swift.stats().await;
     assert_eq!(
-        (after.lists - before.lists, after.gets - before.gets),
+        (
+            after.requests.lists - before.requests.lists,
+            after.requests.gets - before.requests.gets
+        ),
         (1, 1),
         "{after:?}"
     );

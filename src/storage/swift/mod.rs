@@ -52,8 +52,8 @@ pub use auth::{AuthConfig, Secret};
 
 pub(crate) use super::remote::error_text;
 use super::remote::{
-    self, Answer, Call, Head, Problem, RequestCounters, SharedCache, bump, content_type, enc,
-    header, lock_cache, retryable_status,
+    self, Answer, Call, Head, Problem, RequestCounters, RequestStats, SharedCache, bump,
+    content_type, enc, header, lock_cache, retryable_status,
 };
 use super::{ObjectMeta, ObjectStream, Result, Storage, StorageError, check_path, join};
 use crate::config::StorageConfig;
@@ -144,14 +144,9 @@ fn config_error(msg: impl std::fmt::Display) -> StorageError {
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct SwiftStats {
     pub logins: u64,
-    pub lists: u64,
-    pub gets: u64,
-    pub heads: u64,
-    pub puts: u64,
-    pub deletes: u64,
-    pub retries: u64,
+    /// Tokens Swift rejected (401), each followed by a new login.
     pub reauths: u64,
-    pub cache_reads: u64,
+    pub requests: RequestStats,
 }
 
 pub struct SwiftStorage {
@@ -209,17 +204,10 @@ impl SwiftStorage {
     }
 
     pub async fn stats(&self) -> SwiftStats {
-        let c = self.counters.snapshot();
         SwiftStats {
             logins: self.auth.logins().await,
-            lists: c.lists,
-            gets: c.gets,
-            heads: c.heads,
-            puts: c.puts,
-            deletes: c.deletes,
-            retries: c.retries,
             reauths: self.reauths.load(Ordering::Relaxed),
-            cache_reads: c.cache_reads,
+            requests: self.counters.snapshot(),
         }
     }
 
