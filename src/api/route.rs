@@ -477,12 +477,12 @@ mod tests {
         // A whole path over the bound, each segment within it.
         let d = router(0, true, "");
         let seg = "b".repeat(200);
-        let six = vec![seg.as_str(); 6].join("/");
+        let six = [seg.as_str(); 6].join("/");
         assert_eq!(
             d.route(&Method::GET, &format!("/{six}/index.yaml")),
             Err(RouteError::BadRepo(RepoNameError::PathTooLong(1205)))
         );
-        let five = vec![seg.as_str(); 5].join("/");
+        let five = [seg.as_str(); 5].join("/");
         assert_eq!(
             ok(&d, Method::GET, &format!("/{five}/index.yaml")).repo,
             five
