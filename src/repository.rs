@@ -843,3 +843,121 @@ impl Registry {
         (repos.len(), charts, versions)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LocalStorage;
+    use proptest::prelude::*;
+
+    fn package(name: &str, version: &str) -> Vec<u8> {
+        crate::chart::testutil::package(&[(
+            &format!("{name}/Chart.yaml"),
+            &format!("apiVersion: v2\nname: {name}\nversion: {version}\n"),
+        )])
+    }
+
+    #[test]
+    fn state_document_round_trips() {
+        let objects = r#"{"a-1.0.0.tgz":{"size":3,"modified_ns":7,"entry":null}}"#;
+        let doc = state_document(objects);
+        let parsed = parse_state(doc.as_bytes()).unwrap();
+        assert_eq!(parsed["a-1.0.0.tgz"].size, 3);
+        assert!(matches!(
+            parse_state(doc.replace("\"size\":3", "\"size\":4").as_bytes()),
+            Err(StateFileError::Checksum)
+        ));
+        assert!(matches!(
+            parse_state(br#"{"format":"chartroom-state/1","objects":{}}"#),
+            Err(StateFileError::Format(f)) if f == "chartroom-state/1"
+        ));
+        assert!(matches!(
+            parse_state(b"{not json"),
+            Err(StateFileError::Shape)
+        ));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Read(usize),
+        Upload(usize),
+        Refresh,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0usize..12).prop_map(Op::Read),
+            (0usize..12).prop_map(Op::Upload),
+            Just(Op::Refresh),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+
+        /// Any byte string: a parsed state file or an error, never a panic; and any change to
+        /// the objects of a valid one is caught by the checksum.
+        #[test]
+        fn state_parser_takes_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_state(&data);
+            let text = String::from_utf8_lossy(&data).into_owned();
+            let _ = parse_state(state_document(&text).as_bytes()).map(|_| ());
+            let _ = parse_state(format!("{}{text}", state_head()).as_bytes());
+        }
+
+        #[test]
+        fn state_checksum_catches_any_edit(pos in 0usize..60, byte in any::<u8>()) {
+            let objects = r#"{"a-1.0.0.tgz":{"size":3,"modified_ns":7,"entry":null}}"#;
+            let mut doc = state_document(objects).into_bytes();
+            let start = doc.len() - 1 - objects.len();
+            let at = start + pos % objects.len();
+            prop_assume!(doc[at] != byte);
+            doc[at] = byte;
+            prop_assert!(parse_state(&doc).is_err());
+        }
+
+        /// Any sequence of reads, uploads and refreshes over a few tenant names: never more
+        /// tenants held than `max_tenants`, nothing empty kept after a read, and every upload
+        /// visible to the next read.
+        #[test]
+        fn tenants_stay_bounded_and_uploads_visible(ops in proptest::collection::vec(op(), 1..40)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()).unwrap());
+            let reg = Registry::new(storage.clone(), RepoSettings {
+                statefiles: true,
+                max_tenants: 4,
+                ..Default::default()
+            });
+            let mut uploaded = std::collections::HashSet::new();
+            rt.block_on(async {
+                for op in ops {
+                    match op {
+                        Op::Read(i) => {
+                            let r = reg.repo(&format!("t{i}")).await.unwrap();
+                            let found = r.index().lookup("c", "1.0.0").is_ok();
+                            assert_eq!(found, uploaded.contains(&i), "t{i}");
+                        }
+                        Op::Upload(i) => {
+                            let r = reg.repo_in_use(&format!("t{i}")).await.unwrap();
+                            let data = package("c", "1.0.0");
+                            let meta = chart::read_metadata(&data).unwrap();
+                            let stored = storage
+                                .put(&r.path(&meta.file_name()), data.clone().into())
+                                .await
+                                .unwrap();
+                            r.record_upload(&meta, &sha256_hex(&data), &stored);
+                            uploaded.insert(i);
+                        }
+                        Op::Refresh => reg.refresh_all().await.unwrap(),
+                    }
+                    assert!(reg.tenant_count() <= 4, "{} held", reg.tenant_count());
+                    for r in reg.loaded_repos() {
+                        assert!(!r.key.is_empty());
+                        assert!(!r.is_empty() || !r.is_loaded(), "empty {} kept", r.key);
+                    }
+                }
+            });
+        }
+    }
+}
