@@ -3,8 +3,9 @@
 //! state file back.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -17,9 +18,12 @@ use crate::storage::{ObjectMeta, Storage, StorageError, join};
 
 /// Name of the state file kept in each repository's storage prefix. It is a cache: on load it
 /// is always reconciled with a listing, so a stale or foreign copy costs downloads, never
-/// correctness.
+/// correctness. Its body carries a SHA-256 checksum; an entry is trusted only when the
+/// checksum holds, the entry's name and version give exactly its file name, and its size and
+/// modification time match the listing. Anything else is read again from storage.
 pub const STATE_FILE: &str = "chartroom-state.json";
-const STATE_FORMAT: &str = "chartroom-state/1";
+/// Version 2 added the checksum; version 1 files are ignored (read once more from storage).
+pub const STATE_FORMAT: &str = "chartroom-state/2";
 const DEFAULT_FETCH_CONCURRENCY: usize = 8;
 
 /// Settings every repository of a registry shares.
@@ -32,6 +36,8 @@ pub struct RepoSettings {
     pub json_index: bool,
     /// Counts of packages read while indexing, for status reports during start-up.
     pub progress: Arc<Progress>,
+    /// Most repositories (tenants) kept in memory at once; 0 means no limit.
+    pub max_tenants: usize,
 }
 
 /// How many packages reconciliations have found to read, and how many they have read.
@@ -86,6 +92,14 @@ pub struct Repo {
     /// reconciliation that started before the change must not undo it.
     recent: Mutex<HashMap<String, u64>>,
     state_dirty: AtomicBool,
+    /// Requests that write into this repository (uploads), from lookup to recording: a
+    /// refresh or an eviction never drops a repository while one is in flight.
+    users: AtomicUsize,
+    /// Registry clock at the last lookup, for evicting the least recently used.
+    last_used: AtomicU64,
+    /// The refresh error last logged, so that a failing repository logs once, not every
+    /// interval.
+    last_error: Mutex<Option<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -94,10 +108,10 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
+/// Only the format of a state file, to say why one is not used.
 #[derive(Deserialize)]
-struct StateDoc {
+struct StateFormat {
     format: String,
-    objects: HashMap<String, StateObject>,
 }
 
 #[derive(Deserialize)]
@@ -118,6 +132,30 @@ impl Repo {
             seq: AtomicU64::new(0),
             recent: Mutex::new(HashMap::new()),
             state_dirty: AtomicBool::new(false),
+            users: AtomicUsize::new(0),
+            last_used: AtomicU64::new(0),
+            last_error: Mutex::new(None),
+        }
+    }
+
+    fn is_loaded(&self) -> bool {
+        self.loaded.load(Ordering::Acquire)
+    }
+
+    /// Logs a refresh failure once per distinct error (shortened to one sane line).
+    fn note_refresh_error(&self, e: &StorageError) {
+        let msg = shorten(&e.to_string(), MAX_LOGGED_ERROR);
+        let mut last = lock(&self.last_error);
+        if last.as_deref() != Some(msg.as_str()) {
+            warn!("index refresh failed; serving the last good index (logged again only if the error changes)",
+                "repo" => &shorten(&self.key, MAX_LOGGED_ERROR), "error" => &msg);
+            *last = Some(msg);
+        }
+    }
+
+    fn note_refresh_ok(&self) {
+        if lock(&self.last_error).take().is_some() {
+            info!("index refresh works again", "repo" => &shorten(&self.key, MAX_LOGGED_ERROR));
         }
     }
 
@@ -202,44 +240,53 @@ impl Repo {
         let data = match storage.get(&path).await {
             Ok(d) => d,
             Err(StorageError::NotFound(_)) => return,
+            // A repository path through a file: the listing that follows says so.
+            Err(e) if is_not_a_directory(&e) => return,
             Err(e) => {
-                warn!("cannot read state file", "path" => &path, "error" => &e.to_string());
+                warn!("cannot read state file", "path" => &path,
+                    "error" => &shorten(&e.to_string(), MAX_LOGGED_ERROR));
                 return;
             }
         };
-        let doc: StateDoc = match serde_json::from_slice(&data) {
-            Ok(d) => d,
+        let objects = match parse_state(&data) {
+            Ok(o) => o,
             Err(e) => {
-                warn!("state file found but could not be parsed; rebuilding from storage",
-                    "path" => &path, "error" => &e.to_string());
+                warn!("state file not used; rebuilding from storage", "path" => &path,
+                    "reason" => &shorten(&e.to_string(), MAX_LOGGED_ERROR));
                 return;
             }
         };
-        if doc.format != STATE_FORMAT {
-            warn!("state file has an unknown format; rebuilding from storage",
-                "path" => &path, "format" => &doc.format);
-            return;
-        }
         let mut idx = self.index();
-        let mut n = 0usize;
-        for (file, obj) in doc.objects {
+        let (mut n, mut distrusted) = (0usize, 0usize);
+        for (file, obj) in objects {
             if !file.ends_with(".tgz") || !chart::is_plain_file_name(&file) {
+                distrusted += 1;
                 continue;
             }
             let url = idx.url_for(&file);
+            // An unreadable package (no entry) is read again: it may have been fixed, and a
+            // `null` must never hide a chart. An entry must name exactly its own file.
             let entry = obj
                 .entry
                 .and_then(|e| Entry::from_value(e, &file, &url))
-                .map(Arc::new);
+                .filter(|e| format!("{}-{}.tgz", e.name, e.version) == file);
+            let Some(entry) = entry else {
+                distrusted += 1;
+                continue;
+            };
             idx.upsert(
                 &file,
                 Object {
                     size: obj.size,
                     modified_ns: obj.modified_ns,
-                    entry,
+                    entry: Some(Arc::new(entry)),
                 },
             );
             n += 1;
+        }
+        if distrusted > 0 {
+            debug!("state file entries not trusted; reading those packages again",
+                "path" => &path, "entries" => distrusted);
         }
         debug!("state file loaded", "path" => &path, "objects" => n);
     }
@@ -360,9 +407,14 @@ impl Repo {
         let body = {
             let idx = self.index();
             let mut out = String::with_capacity(1024 + idx.objects().len() * 700);
-            out.push_str("{\"format\":\"");
-            out.push_str(STATE_FORMAT);
-            out.push_str("\",\"objects\":{");
+            // The head with room for the checksum, which is filled in once the objects are
+            // written (no second copy of a large body).
+            out.push_str(&state_head());
+            let sum_at = out.len();
+            out.push_str(&"0".repeat(64));
+            out.push_str(STATE_MIDDLE);
+            let objects_at = out.len();
+            out.push('{');
             let mut files: Vec<(&String, &Object)> = idx.objects().iter().collect();
             files.sort_by(|a, b| a.0.cmp(b.0));
             for (i, (file, obj)) in files.into_iter().enumerate() {
@@ -380,7 +432,10 @@ impl Repo {
                 }
                 out.push('}');
             }
-            out.push_str("}}");
+            out.push('}');
+            let sum = sha256_hex(&out.as_bytes()[objects_at..]);
+            out.replace_range(sum_at..sum_at + 64, &sum);
+            out.push('}');
             Bytes::from(out)
         };
         if let Err(e) = storage.put(&self.path(STATE_FILE), body).await {
@@ -441,12 +496,163 @@ async fn read_object(
     )))
 }
 
+/// The longest error message (and repository name) a log line carries.
+const MAX_LOGGED_ERROR: usize = 300;
+/// How often the "too many repositories" warning may be logged.
+const OVER_BOUND_WARNING_EVERY: Duration = Duration::from_secs(60);
+
+/// `s`, cut (at a character boundary) to at most `max` bytes plus an ellipsis.
+fn shorten(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_string();
+    }
+    let mut end = max;
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...", &s[..end])
+}
+
+/// Whether a storage error is the local file system's ENOTDIR: a repository path runs through
+/// a file.
+fn is_not_a_directory(e: &StorageError) -> bool {
+    matches!(e, StorageError::Io { message, .. }
+        if *message == std::io::Error::from_raw_os_error(libc::ENOTDIR).to_string())
+}
+
+fn is_name_too_long(e: &StorageError) -> bool {
+    matches!(e, StorageError::Io { message, .. }
+        if *message == std::io::Error::from_raw_os_error(libc::ENAMETOOLONG).to_string())
+}
+
+/// Why a state file is not used.
+#[derive(Debug, thiserror::Error)]
+enum StateFileError {
+    #[error("unknown format {0:?} (this version reads {STATE_FORMAT:?})")]
+    Format(String),
+    #[error("not a state file")]
+    Shape,
+    #[error("checksum does not match the contents")]
+    Checksum,
+    #[error("cannot parse: {0}")]
+    Json(#[from] serde_json::Error),
+}
+
+/// The start of a state file, up to its checksum.
+fn state_head() -> String {
+    format!("{{\"format\":\"{STATE_FORMAT}\",\"sha256\":\"")
+}
+const STATE_MIDDLE: &str = "\",\"objects\":";
+
+/// A state file around its objects (a JSON object): format, the SHA-256 of the objects text,
+/// then the objects. A change to any byte of the objects breaks the checksum. (What
+/// [`Repo::save_state`] writes, built there in place.)
+#[cfg(test)]
+fn state_document(objects: &str) -> String {
+    let mut out = state_head();
+    out.reserve(objects.len() + 100);
+    out.push_str(&sha256_hex(objects.as_bytes()));
+    out.push_str(STATE_MIDDLE);
+    out.push_str(objects);
+    out.push('}');
+    out
+}
+
+/// Reads a state file written by [`state_document`]: checks its format and checksum, then
+/// parses the objects.
+fn parse_state(data: &[u8]) -> Result<HashMap<String, StateObject>, StateFileError> {
+    let head = state_head();
+    let Some(rest) = data.strip_prefix(head.as_bytes()) else {
+        return Err(match serde_json::from_slice::<StateFormat>(data) {
+            Ok(f) => StateFileError::Format(f.format),
+            Err(_) => StateFileError::Shape,
+        });
+    };
+    let (sum, rest) = rest.split_at_checked(64).ok_or(StateFileError::Shape)?;
+    let objects = rest
+        .strip_prefix(STATE_MIDDLE.as_bytes())
+        .and_then(|r| r.strip_suffix(b"}"))
+        .ok_or(StateFileError::Shape)?;
+    if sha256_hex(objects).as_bytes() != sum {
+        return Err(StateFileError::Checksum);
+    }
+    Ok(serde_json::from_slice(objects)?)
+}
+
+/// Why a repository could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum TenantError {
+    /// On local storage, a segment of the repository's path names a file (ENOTDIR), such as a
+    /// chart file or chartroom's state file in the parent repository.
+    #[error(
+        "invalid repository name {0:?}: part of its path is a file in storage, not a repository"
+    )]
+    NamesAFile(String),
+    #[error("invalid repository name {0:?}: the path is too long for the storage")]
+    TooLong(String),
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+}
+
+impl From<TenantError> for StorageError {
+    fn from(e: TenantError) -> StorageError {
+        match e {
+            TenantError::NamesAFile(k) | TenantError::TooLong(k) => StorageError::InvalidPath(k),
+            TenantError::Storage(e) => e,
+        }
+    }
+}
+
+/// A repository held by a request that writes into it: while it is held, neither a refresh
+/// nor an eviction drops the repository from the registry, so what the request records lands
+/// in the index that later requests read.
+pub struct RepoInUse {
+    repo: Arc<Repo>,
+}
+
+impl RepoInUse {
+    /// Takes a hold; the caller holds the registry lock (see [`Registry::forget_if`]).
+    fn new(repo: Arc<Repo>) -> RepoInUse {
+        repo.users.fetch_add(1, Ordering::SeqCst);
+        RepoInUse { repo }
+    }
+}
+
+impl std::ops::Deref for RepoInUse {
+    type Target = Arc<Repo>;
+    fn deref(&self) -> &Arc<Repo> {
+        &self.repo
+    }
+}
+
+impl Drop for RepoInUse {
+    fn drop(&mut self) {
+        self.repo.users.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+struct Tenants {
+    map: HashMap<String, Arc<Repo>>,
+    /// Counts lookups; a repository's `last_used` is this clock at its last lookup.
+    clock: u64,
+}
+
 /// All repositories over one storage backend with one set of settings. A storage reload builds
 /// a new registry and swaps it in whole; requests in flight keep the one they started with.
+///
+/// Which repositories stay in memory: the root always; another repository while it holds
+/// charts (or while an upload into it is in flight), up to `max_tenants`. A repository that
+/// is empty (it does not exist in storage) is answered from a fresh listing and not kept, so
+/// made-up names cost nothing once answered; one whose load fails is not kept either. Beyond
+/// `max_tenants`, the least recently used repository without uploads in flight is dropped,
+/// empty ones first (a dropped repository is read again from its state file and a listing
+/// when next asked for); when every one has an upload in flight, the new one is served for
+/// that request only.
 pub struct Registry {
     pub storage: Arc<dyn Storage>,
     pub settings: RepoSettings,
-    repos: Mutex<HashMap<String, Arc<Repo>>>,
+    repos: Mutex<Tenants>,
+    over_bound_warned: Mutex<Option<Instant>>,
 }
 
 impl Registry {
@@ -454,50 +660,174 @@ impl Registry {
         Registry {
             storage,
             settings,
-            repos: Mutex::new(HashMap::new()),
+            repos: Mutex::new(Tenants {
+                map: HashMap::new(),
+                clock: 0,
+            }),
+            over_bound_warned: Mutex::new(None),
         }
     }
 
     /// The repository `key`, loading its index on first use.
-    pub async fn repo(&self, key: &str) -> Result<Arc<Repo>, StorageError> {
-        let repo = {
-            let mut repos = lock(&self.repos);
-            repos
-                .entry(key.to_string())
-                .or_insert_with(|| Arc::new(Repo::new(key.to_string(), self.settings.layout(key))))
-                .clone()
-        };
-        repo.ensure_loaded(self.storage.as_ref(), &self.settings)
-            .await?;
+    pub async fn repo(&self, key: &str) -> Result<Arc<Repo>, TenantError> {
+        let (repo, _) = self.lookup(key, false).await?;
         Ok(repo)
     }
 
+    /// The repository `key` for a request that will write into it (an upload): held until
+    /// the returned guard is dropped.
+    pub async fn repo_in_use(&self, key: &str) -> Result<RepoInUse, TenantError> {
+        match self.lookup(key, true).await? {
+            (_, Some(held)) => Ok(held),
+            (repo, None) => Ok(RepoInUse::new(repo)),
+        }
+    }
+
+    async fn lookup(
+        &self,
+        key: &str,
+        hold: bool,
+    ) -> Result<(Arc<Repo>, Option<RepoInUse>), TenantError> {
+        let (repo, kept, held) = {
+            let mut t = lock(&self.repos);
+            t.clock += 1;
+            let now = t.clock;
+            let (repo, kept) = match t.map.get(key) {
+                Some(r) => (r.clone(), true),
+                None => {
+                    let r = Arc::new(Repo::new(key.to_string(), self.settings.layout(key)));
+                    let kept = key.is_empty() || self.make_room(&mut t);
+                    if kept {
+                        t.map.insert(key.to_string(), r.clone());
+                    }
+                    (r, kept)
+                }
+            };
+            repo.last_used.store(now, Ordering::Relaxed);
+            let held = hold.then(|| RepoInUse::new(repo.clone()));
+            (repo, kept, held)
+        };
+        if !kept {
+            self.warn_over_bound();
+        }
+        match repo
+            .ensure_loaded(self.storage.as_ref(), &self.settings)
+            .await
+        {
+            Ok(()) => {
+                if kept && !key.is_empty() && held.is_none() && repo.is_empty() {
+                    // Nothing there: answer from this load, keep nothing.
+                    self.forget_if(&repo, |r| r.is_empty());
+                }
+                Ok((repo, held))
+            }
+            Err(e) => {
+                drop(held);
+                if kept && !key.is_empty() {
+                    self.forget_if(&repo, |r| !r.is_loaded());
+                }
+                Err(if key.is_empty() {
+                    TenantError::Storage(e)
+                } else if is_not_a_directory(&e) {
+                    TenantError::NamesAFile(key.to_string())
+                } else if is_name_too_long(&e) {
+                    TenantError::TooLong(key.to_string())
+                } else {
+                    TenantError::Storage(e)
+                })
+            }
+        }
+    }
+
+    /// Drops `repo` from the registry if it is still the one registered under its key, no
+    /// upload holds it, and `cond` holds. Holds are taken under the same lock, so a request
+    /// either sees the repository dropped (and loads a new one) or holds it in time.
+    fn forget_if(&self, repo: &Arc<Repo>, cond: impl FnOnce(&Repo) -> bool) -> bool {
+        if repo.key.is_empty() {
+            return false;
+        }
+        let mut t = lock(&self.repos);
+        let same = t.map.get(&repo.key).is_some_and(|r| Arc::ptr_eq(r, repo));
+        if same && repo.users.load(Ordering::SeqCst) == 0 && cond(repo) {
+            t.map.remove(&repo.key);
+            return true;
+        }
+        false
+    }
+
+    /// Makes room for one more repository under `max_tenants` by dropping the least recently
+    /// used one without uploads in flight, empty ones first. False when none can go.
+    fn make_room(&self, t: &mut Tenants) -> bool {
+        let max = self.settings.max_tenants;
+        if max == 0 || t.map.len() < max {
+            return true;
+        }
+        while t.map.len() >= max {
+            let victim = t
+                .map
+                .values()
+                .filter(|r| !r.key.is_empty() && r.users.load(Ordering::SeqCst) == 0)
+                .min_by_key(|r| (!r.is_empty(), r.last_used.load(Ordering::Relaxed)))
+                .cloned();
+            let Some(victim) = victim else {
+                return false;
+            };
+            t.map.remove(&victim.key);
+            if self.settings.statefiles && victim.state_dirty.load(Ordering::Acquire) {
+                // Keep what it learnt since its state file was last written.
+                let storage = self.storage.clone();
+                tokio::spawn(async move {
+                    let _ = victim.save_state(storage.as_ref()).await;
+                });
+            }
+        }
+        true
+    }
+
+    fn warn_over_bound(&self) {
+        let mut last = lock(&self.over_bound_warned);
+        if last.is_none_or(|t| t.elapsed() >= OVER_BOUND_WARNING_EVERY) {
+            *last = Some(Instant::now());
+            warn!("too many repositories with uploads in flight to keep one more in memory; serving it without keeping it (raise maxtenants)",
+                "maxtenants" => self.settings.max_tenants);
+        }
+    }
+
     pub fn loaded_repos(&self) -> Vec<Arc<Repo>> {
-        lock(&self.repos).values().cloned().collect()
+        lock(&self.repos).map.values().cloned().collect()
+    }
+
+    /// How many repositories are held in memory.
+    pub fn tenant_count(&self) -> usize {
+        lock(&self.repos).map.len()
     }
 
     /// Reconciles every known repository with storage. Repositories other than the root that
-    /// turn out empty are forgotten, so requests for made-up repository names cost memory only
-    /// until the next refresh.
+    /// turn out empty are forgotten (unless an upload into one is in flight). A failing
+    /// repository other than the root keeps serving its last good index, or is forgotten
+    /// when it has none, and is logged once per distinct error. The result is the state of
+    /// the storage as a whole, for `/health`: the root repository's refresh or, without one,
+    /// the storage check; never another repository's failure.
     pub async fn refresh_all(&self) -> Result<(), StorageError> {
-        let mut first_err = None;
+        let mut root = None;
         for repo in self.loaded_repos() {
-            match repo.refresh(self.storage.as_ref(), &self.settings).await {
-                Ok(_) => {
-                    if !repo.key.is_empty() && repo.is_empty() {
-                        lock(&self.repos).remove(&repo.key);
-                    }
-                }
-                Err(e) => {
-                    warn!("index refresh failed; serving the last good index",
-                        "repo" => &repo.key, "error" => &e.to_string());
-                    first_err.get_or_insert(e);
-                }
+            if !repo.is_loaded() {
+                continue; // a request is loading it
+            }
+            let res = repo.refresh(self.storage.as_ref(), &self.settings).await;
+            match &res {
+                Ok(_) => repo.note_refresh_ok(),
+                Err(e) => repo.note_refresh_error(e),
+            }
+            if repo.key.is_empty() {
+                root = Some(res.map(|_| ()));
+            } else if repo.is_empty() {
+                self.forget_if(&repo, |r| r.is_empty());
             }
         }
-        match first_err {
-            Some(e) => Err(e),
-            None => Ok(()),
+        match root {
+            Some(r) => r,
+            None => self.storage.check().await,
         }
     }
 
@@ -508,7 +838,8 @@ impl Registry {
         }
         for repo in self.loaded_repos() {
             if let Err(e) = repo.save_state(self.storage.as_ref()).await {
-                warn!("cannot write state file", "repo" => &repo.key, "error" => &e.to_string());
+                warn!("cannot write state file", "repo" => &shorten(&repo.key, MAX_LOGGED_ERROR),
+                    "error" => &shorten(&e.to_string(), MAX_LOGGED_ERROR));
             }
         }
     }
@@ -522,5 +853,123 @@ impl Registry {
             versions += idx.version_count();
         }
         (repos.len(), charts, versions)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LocalStorage;
+    use proptest::prelude::*;
+
+    fn package(name: &str, version: &str) -> Vec<u8> {
+        crate::chart::testutil::package(&[(
+            &format!("{name}/Chart.yaml"),
+            &format!("apiVersion: v2\nname: {name}\nversion: {version}\n"),
+        )])
+    }
+
+    #[test]
+    fn state_document_round_trips() {
+        let objects = r#"{"a-1.0.0.tgz":{"size":3,"modified_ns":7,"entry":null}}"#;
+        let doc = state_document(objects);
+        let parsed = parse_state(doc.as_bytes()).unwrap();
+        assert_eq!(parsed["a-1.0.0.tgz"].size, 3);
+        assert!(matches!(
+            parse_state(doc.replace("\"size\":3", "\"size\":4").as_bytes()),
+            Err(StateFileError::Checksum)
+        ));
+        assert!(matches!(
+            parse_state(br#"{"format":"chartroom-state/1","objects":{}}"#),
+            Err(StateFileError::Format(f)) if f == "chartroom-state/1"
+        ));
+        assert!(matches!(
+            parse_state(b"{not json"),
+            Err(StateFileError::Shape)
+        ));
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Read(usize),
+        Upload(usize),
+        Refresh,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0usize..12).prop_map(Op::Read),
+            (0usize..12).prop_map(Op::Upload),
+            Just(Op::Refresh),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(40))]
+
+        /// Any byte string: a parsed state file or an error, never a panic; and any change to
+        /// the objects of a valid one is caught by the checksum.
+        #[test]
+        fn state_parser_takes_any_bytes(data in proptest::collection::vec(any::<u8>(), 0..400)) {
+            let _ = parse_state(&data);
+            let text = String::from_utf8_lossy(&data).into_owned();
+            let _ = parse_state(state_document(&text).as_bytes()).map(|_| ());
+            let _ = parse_state(format!("{}{text}", state_head()).as_bytes());
+        }
+
+        #[test]
+        fn state_checksum_catches_any_edit(pos in 0usize..60, byte in any::<u8>()) {
+            let objects = r#"{"a-1.0.0.tgz":{"size":3,"modified_ns":7,"entry":null}}"#;
+            let mut doc = state_document(objects).into_bytes();
+            let start = doc.len() - 1 - objects.len();
+            let at = start + pos % objects.len();
+            prop_assume!(doc[at] != byte);
+            doc[at] = byte;
+            prop_assert!(parse_state(&doc).is_err());
+        }
+
+        /// Any sequence of reads, uploads and refreshes over a few tenant names: never more
+        /// tenants held than `max_tenants`, nothing empty kept after a read, and every upload
+        /// visible to the next read.
+        #[test]
+        fn tenants_stay_bounded_and_uploads_visible(ops in proptest::collection::vec(op(), 1..40)) {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            let dir = tempfile::tempdir().unwrap();
+            let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()).unwrap());
+            let reg = Registry::new(storage.clone(), RepoSettings {
+                statefiles: true,
+                max_tenants: 4,
+                ..Default::default()
+            });
+            let mut uploaded = std::collections::HashSet::new();
+            rt.block_on(async {
+                for op in ops {
+                    match op {
+                        Op::Read(i) => {
+                            let r = reg.repo(&format!("t{i}")).await.unwrap();
+                            let found = r.index().lookup("c", "1.0.0").is_ok();
+                            assert_eq!(found, uploaded.contains(&i), "t{i}");
+                        }
+                        Op::Upload(i) => {
+                            let r = reg.repo_in_use(&format!("t{i}")).await.unwrap();
+                            let data = package("c", "1.0.0");
+                            let meta = chart::read_metadata(&data).unwrap();
+                            let stored = storage
+                                .put(&r.path(&meta.file_name()), data.clone().into())
+                                .await
+                                .unwrap();
+                            r.record_upload(&meta, &sha256_hex(&data), &stored);
+                            uploaded.insert(i);
+                        }
+                        Op::Refresh => reg.refresh_all().await.unwrap(),
+                    }
+                    assert!(reg.tenant_count() <= 4, "{} held", reg.tenant_count());
+                    for r in reg.loaded_repos() {
+                        assert!(!r.key.is_empty());
+                        assert!(!r.is_empty() || !r.is_loaded(), "empty {} kept", r.key);
+                    }
+                }
+            });
+        }
     }
 }

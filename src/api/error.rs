@@ -3,6 +3,7 @@
 use http::StatusCode;
 
 use crate::chart::ChartError;
+use crate::repository::TenantError;
 use crate::storage::StorageError;
 
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +67,15 @@ impl ApiError {
             ApiError::Storage(StorageError::Io { .. }) => "storage error".into(),
             ApiError::Storage(StorageError::Unavailable(_)) => "storage unavailable".into(),
             other => other.to_string(),
+        }
+    }
+}
+
+impl From<TenantError> for ApiError {
+    fn from(e: TenantError) -> ApiError {
+        match e {
+            TenantError::Storage(e) => ApiError::Storage(e),
+            refused => ApiError::BadRequest(refused.to_string()),
         }
     }
 }

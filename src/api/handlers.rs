@@ -338,7 +338,7 @@ impl Ctx<'_> {
             )));
         }
         self.check_storage_limit(&file).await?;
-        let repo = self.registry.repo(self.repo_key).await?;
+        let repo = self.registry.repo_in_use(self.repo_key).await?;
         self.store_chart(&repo, &meta, self.body.clone(), "file already exists")
             .await?;
         Ok(saved())
@@ -460,7 +460,7 @@ impl Ctx<'_> {
                 return Err(ApiError::BadRequest(format!("{f} is improperly formatted")));
             }
         }
-        let repo = self.registry.repo(self.repo_key).await?;
+        let repo = self.registry.repo_in_use(self.repo_key).await?;
         let storage = &self.registry.storage;
         if !self.overwrite_allowed() {
             if let Some(pf) = &prov_file {

@@ -78,6 +78,7 @@ pub fn repo_settings(cfg: &Config) -> RepoSettings {
         context_path: cfg.context_path.clone(),
         json_index: cfg.json_index,
         progress: Default::default(),
+        max_tenants: cfg.max_tenants,
     }
 }
 
@@ -132,9 +133,7 @@ impl App {
         let mut resp = match routed {
             Ok(route) => self.dispatch(&http, &registry, route, req).await,
             Err(RouteError::NotFound) => error_response(&ApiError::RouteNotFound),
-            Err(RouteError::BadRepo(seg)) => error_response(&ApiError::BadRequest(format!(
-                "invalid repository name {seg:?}"
-            ))),
+            Err(RouteError::BadRepo(e)) => error_response(&ApiError::BadRequest(e.to_string())),
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {
             resp.headers_mut().insert("x-request-id", v);

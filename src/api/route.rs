@@ -103,11 +103,92 @@ pub struct Route {
     pub repo: String,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum RouteError {
+    #[error("not found")]
     NotFound,
-    /// A repository segment that could name something outside the storage root.
-    BadRepo(String),
+    /// A repository (tenant) name that is refused before storage is touched.
+    #[error(transparent)]
+    BadRepo(#[from] RepoNameError),
+}
+
+/// The longest repository path segment, in bytes: the usual file-name limit (`NAME_MAX`).
+pub const MAX_REPO_SEGMENT: usize = 255;
+/// The longest repository path (segments and the `/` between them), in bytes. With a chart
+/// file name (at most 255 bytes) it stays far below `PATH_MAX` (4096) on any storage root a
+/// sane configuration names.
+pub const MAX_REPO_PATH: usize = 1024;
+
+/// Why a repository name is refused; the message names the segment (shortened) and the rule.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RepoNameError {
+    #[error("invalid repository name: empty path segment")]
+    Empty,
+    #[error("invalid repository name {0}: a segment may not start with '.'")]
+    Dot(String),
+    #[error(
+        "invalid repository name {0}: a segment may not contain '/', '\\' or control characters"
+    )]
+    BadChar(String),
+    #[error(
+        "invalid repository name {0}: a segment may not end in .tgz or .prov (that names a chart file)"
+    )]
+    PackageName(String),
+    #[error(
+        "invalid repository name {seg}: a segment is {len} bytes, the limit is {MAX_REPO_SEGMENT}"
+    )]
+    SegmentTooLong { seg: String, len: usize },
+    #[error(
+        "invalid repository name: the repository path is {0} bytes, the limit is {MAX_REPO_PATH}"
+    )]
+    PathTooLong(usize),
+}
+
+/// A segment for an error message: quoted and escaped, and cut at 64 characters.
+fn shown(seg: &str) -> String {
+    let mut cut: String = seg.chars().take(64).collect();
+    if cut.len() < seg.len() {
+        cut.push_str("...");
+    }
+    format!("{cut:?}")
+}
+
+/// Checks one repository path segment: the rules that keep every repository a plain directory
+/// (or prefix) of its own inside the storage root, apart from chartroom's own files.
+pub fn check_repo_segment(s: &str) -> Result<(), RepoNameError> {
+    if s.is_empty() {
+        return Err(RepoNameError::Empty);
+    }
+    if s.len() > MAX_REPO_SEGMENT {
+        return Err(RepoNameError::SegmentTooLong {
+            seg: shown(s),
+            len: s.len(),
+        });
+    }
+    if s.contains(['/', '\\']) || s.chars().any(char::is_control) {
+        return Err(RepoNameError::BadChar(shown(s)));
+    }
+    // Covers "." and ".." too; chartroom's temporary files are dot-names.
+    if s.starts_with('.') {
+        return Err(RepoNameError::Dot(shown(s)));
+    }
+    if s.ends_with(".tgz") || s.ends_with(".prov") {
+        return Err(RepoNameError::PackageName(shown(s)));
+    }
+    Ok(())
+}
+
+/// Checks a repository path given as its segments.
+pub fn check_repo_path<S: AsRef<str>>(segs: &[S]) -> Result<(), RepoNameError> {
+    let mut len = segs.len().saturating_sub(1);
+    for s in segs {
+        check_repo_segment(s.as_ref())?;
+        len += s.as_ref().len();
+    }
+    if len > MAX_REPO_PATH {
+        return Err(RepoNameError::PathTooLong(len));
+    }
+    Ok(())
 }
 
 #[derive(Debug, Clone)]
@@ -139,14 +220,6 @@ const REPO_TEMPLATES: &[&[&str]] = &[
 
 fn template_matches(t: &[&str], segs: &[String]) -> bool {
     t.len() == segs.len() && t.iter().zip(segs).all(|(t, s)| *t == "*" || t == s)
-}
-
-fn valid_repo_segment(s: &str) -> bool {
-    !s.is_empty()
-        && s != "."
-        && s != ".."
-        && !s.contains(['/', '\\'])
-        && !s.chars().any(|c| c.is_control())
 }
 
 impl Router {
@@ -254,11 +327,9 @@ impl Router {
                 _ => return Err(RouteError::NotFound),
             }
         };
-        for s in repo_segs {
-            if !valid_repo_segment(s) {
-                return Err(RouteError::BadRepo(s.clone()));
-            }
-        }
+        // The repository name is checked before anything (storage, auth) looks at it; paths
+        // that match no route stay 404.
+        check_repo_path(repo_segs)?;
         Ok(Route {
             endpoint,
             repo: repo_segs.join("/"),
@@ -377,6 +448,50 @@ mod tests {
     }
 
     #[test]
+    fn repository_names_are_checked() {
+        let r = router(1, false, "");
+        let long = "a".repeat(256);
+        let ok255 = "a".repeat(255);
+        assert_eq!(
+            ok(&r, Method::GET, &format!("/{ok255}/index.yaml")).repo,
+            ok255
+        );
+        for (p, what) in [
+            (format!("/{long}/index.yaml"), "256 bytes"),
+            ("/.hidden/index.yaml".to_string(), "'.'"),
+            ("/%2ehidden/index.yaml".to_string(), "'.'"),
+            ("/foo-1.0.0.tgz/index.yaml".to_string(), ".tgz"),
+            ("/foo.tgz.prov/index.yaml".to_string(), ".prov"),
+            ("/a%0ab/index.yaml".to_string(), "control"),
+            ("/a%5cb/index.yaml".to_string(), "control"),
+        ] {
+            match r.route(&Method::GET, &p) {
+                Err(RouteError::BadRepo(e)) => {
+                    let msg = e.to_string();
+                    assert!(msg.contains("invalid repository name"), "{p}: {msg}");
+                    assert!(msg.len() < 300, "{p}: message too long: {msg}");
+                }
+                other => panic!("{p} ({what}): {other:?}"),
+            }
+        }
+        // A whole path over the bound, each segment within it.
+        let d = router(0, true, "");
+        let seg = "b".repeat(200);
+        let six = [seg.as_str(); 6].join("/");
+        assert_eq!(
+            d.route(&Method::GET, &format!("/{six}/index.yaml")),
+            Err(RouteError::BadRepo(RepoNameError::PathTooLong(1205)))
+        );
+        let five = [seg.as_str(); 5].join("/");
+        assert_eq!(
+            ok(&d, Method::GET, &format!("/{five}/index.yaml")).repo,
+            five
+        );
+        // Paths that match no route stay 404 whatever their segments.
+        assert_eq!(r.route(&Method::GET, "/x.tgz"), Err(RouteError::NotFound));
+    }
+
+    #[test]
     fn dynamic_depth() {
         let r = router(0, true, "");
         assert_eq!(ok(&r, Method::GET, "/api/charts").repo, "");
@@ -390,5 +505,95 @@ mod tests {
         assert_eq!(ok(&r, Method::GET, "/a/b/c/index.yaml").repo, "a/b/c");
         assert_eq!(ok(&r, Method::GET, "/a/charts/x-1.tgz").repo, "a");
         assert_eq!(r.route(&Method::GET, "/favicon"), Err(RouteError::NotFound));
+    }
+
+    mod props {
+        use super::*;
+        use proptest::prelude::*;
+
+        /// Path segments an attacker would try, plus arbitrary text and arbitrary bytes
+        /// percent-encoded.
+        fn segment() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(String::new()),
+                Just(".".to_string()),
+                Just("..".to_string()),
+                Just("%2e%2e".to_string()),
+                Just("%2E.".to_string()),
+                Just("%2f".to_string()),
+                Just("%5c".to_string()),
+                Just("%00".to_string()),
+                Just("%ff".to_string()),
+                Just("api".to_string()),
+                Just("charts".to_string()),
+                Just("index.yaml".to_string()),
+                Just("a-1.0.0.tgz".to_string()),
+                Just("prov".to_string()),
+                Just("templates".to_string()),
+                "[a-z0-9.~_-]{1,12}",
+                any::<String>(),
+                proptest::collection::vec(any::<u8>(), 0..300)
+                    .prop_map(|b| b.iter().map(|c| format!("%{c:02x}")).collect()),
+                (1usize..400).prop_map(|n| "x".repeat(n)),
+            ]
+        }
+
+        fn method() -> impl Strategy<Value = Method> {
+            prop_oneof![
+                Just(Method::GET),
+                Just(Method::HEAD),
+                Just(Method::POST),
+                Just(Method::DELETE),
+                Just(Method::PUT),
+            ]
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any path: a route or an error, never a panic; a route's repository is a path
+            /// inside the storage root within the bounds.
+            #[test]
+            fn any_path_routes_safely(
+                m in method(),
+                segs in proptest::collection::vec(segment(), 0..8),
+                lead in any::<bool>(),
+                depth in 0usize..4,
+                dynamic in any::<bool>(),
+                ctx in prop_oneof![Just(""), Just("/ctx")],
+            ) {
+                let r = router(depth, dynamic, ctx);
+                let path = format!("{}{}{}", ctx, if lead { "/" } else { "" }, segs.join("/"));
+                if let Ok(route) = r.route(&m, &path) {
+                    let repo = &route.repo;
+                    prop_assert!(repo.len() <= MAX_REPO_PATH, "{}", repo.len());
+                    if !repo.is_empty() {
+                        prop_assert!(crate::storage::check_path(repo).is_ok(), "{repo:?}");
+                        prop_assert!(
+                            crate::storage::check_path(&crate::storage::join(repo, "c-1.0.0.tgz")).is_ok()
+                        );
+                        for seg in repo.split('/') {
+                            prop_assert!(!seg.is_empty() && seg.len() <= MAX_REPO_SEGMENT, "{seg:?}");
+                            prop_assert!(!seg.starts_with('.'), "{seg:?}");
+                            prop_assert!(!seg.contains('\\'), "{seg:?}");
+                            prop_assert!(!seg.chars().any(char::is_control), "{seg:?}");
+                            prop_assert!(!seg.ends_with(".tgz") && !seg.ends_with(".prov"), "{seg:?}");
+                        }
+                    }
+                    if let Endpoint::ChartFile { file, .. } = &route.endpoint {
+                        prop_assert!(!file.contains('/'), "{file:?}");
+                    }
+                }
+            }
+
+            /// Arbitrary strings as a whole path (not built from segments).
+            #[test]
+            fn any_string_routes_without_panic(m in method(), p in any::<String>(), dynamic in any::<bool>()) {
+                let r = router(1, dynamic, "");
+                if let Ok(route) = r.route(&m, &p) {
+                    prop_assert!(route.repo.is_empty() || crate::storage::check_path(&route.repo).is_ok());
+                }
+            }
+        }
     }
 }

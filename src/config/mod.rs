@@ -166,6 +166,8 @@ pub struct Config {
     pub artifact_hub_ids: BTreeMap<String, String>,
     pub depth: usize,
     pub depth_dynamic: bool,
+    /// Most repositories kept in memory (0: no limit).
+    pub max_tenants: usize,
     pub basic_user: String,
     pub basic_pass: String,
     pub anonymous_get: bool,
@@ -687,6 +689,7 @@ impl Values {
             artifact_hub_ids: self.map("artifact-hub-repo-id")?,
             depth: self.int("depth")? as usize,
             depth_dynamic: self.boolean("depthdynamic")?,
+            max_tenants: self.int("maxtenants")? as usize,
             basic_user: self.string("basicauth.user")?,
             basic_pass,
             anonymous_get: self.boolean("authanonymousget")?,

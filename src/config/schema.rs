@@ -718,6 +718,14 @@ pub static KEYS: &[Key] = &[
         "DEPTH_DYNAMIC",
         "Let each request's path decide how many segments name the repository.",
     )),
+    k(
+        "maxtenants",
+        Int,
+        "10000",
+        "max-tenants",
+        "MAX_TENANTS",
+        "chartroom only: most repositories whose index is kept in memory (with depth or depthdynamic). Beyond it the least recently used is dropped, empty ones first, and read again from its state file and a listing when next asked for; repositories that do not exist in storage are never kept. 0 = no limit.",
+    ),
     // Auth.
     k(
         "basicauth.user",
