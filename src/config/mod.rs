@@ -46,6 +46,9 @@ pub enum ConfigError {
     Positional(String),
     #[error("{0}")]
     Invalid(String),
+    /// A half-configured basic auth (the message names the key and where it was set).
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// A value together with where it came from, for error messages.
@@ -528,6 +531,45 @@ impl Values {
         Ok(())
     }
 
+    /// The basic auth user and password: both empty (auth off) or both set. Anything in
+    /// between (a user without a password, a password without a user, an empty or unreadable
+    /// password file) is an error naming the key: auth must never be off by accident.
+    fn basic_auth(&mut self) -> Result<(String, String), ConfigError> {
+        let (user, user_origin) = self.get("basicauth.user")?;
+        let (pass_file, file_origin) = self.get("basicauth.passfile")?;
+        let (pass, pass_origin, pass_key) = if pass_file.is_empty() {
+            let (p, o) = self.get("basicauth.pass")?;
+            (p, o, "basicauth.pass")
+        } else {
+            let p = read_secret(&pass_file, "basicauth.passfile").map_err(|e| {
+                ConfigError::Auth(format!(
+                    "{file_origin}: basicauth.passfile: {}",
+                    match e {
+                        ConfigError::Read { message, .. } => {
+                            format!("cannot read {pass_file}: {message}")
+                        }
+                        other => other.to_string(),
+                    }
+                ))
+            })?;
+            if p.is_empty() {
+                return Err(ConfigError::Auth(format!(
+                    "{file_origin}: basicauth.passfile: {pass_file} holds no password (an empty password would turn basic auth off)"
+                )));
+            }
+            (p, file_origin, "basicauth.passfile")
+        };
+        match (user.is_empty(), pass.is_empty()) {
+            (true, true) | (false, false) => Ok((user, pass)),
+            (false, true) => Err(ConfigError::Auth(format!(
+                "{user_origin}: basicauth.user is set but there is no password (set basicauth.pass or basicauth.passfile; a user alone would leave basic auth off)"
+            ))),
+            (true, false) => Err(ConfigError::Auth(format!(
+                "{pass_origin}: {pass_key} is set but basicauth.user is empty (a password alone would leave basic auth off)"
+            ))),
+        }
+    }
+
     fn amazon(
         &mut self,
         env: &dyn Fn(&str) -> Option<String>,
@@ -645,12 +687,7 @@ impl Values {
         if !context_path.is_empty() && !context_path.starts_with('/') {
             context_path.insert(0, '/');
         }
-        let pass_file = self.string("basicauth.passfile")?;
-        let basic_pass = if pass_file.is_empty() {
-            self.string("basicauth.pass")?
-        } else {
-            read_secret(&pass_file, "basicauth.passfile")?
-        };
+        let (basic_user, basic_pass) = self.basic_auth()?;
         let workers = (self.int("workers")? as usize).max(1);
         let chart_url = self.string("charturl")?.trim_end_matches('/').to_string();
         let cfg = Config {
@@ -687,7 +724,7 @@ impl Values {
             artifact_hub_ids: self.map("artifact-hub-repo-id")?,
             depth: self.int("depth")? as usize,
             depth_dynamic: self.boolean("depthdynamic")?,
-            basic_user: self.string("basicauth.user")?,
+            basic_user,
             basic_pass,
             anonymous_get: self.boolean("authanonymousget")?,
             warnings: Vec::new(),
