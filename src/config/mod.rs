@@ -85,6 +85,8 @@ pub enum StorageConfig {
         passwordfile: String,
         connect_timeout: Duration,
         timeout: Duration,
+        /// `storage.requesttimeout`: one call, all its tries included.
+        request_timeout: Duration,
         retries: u32,
         /// The `ST_*` and `OS_*` variables of the environment the configuration was loaded in.
         env: CapturedEnv,
@@ -100,6 +102,8 @@ pub enum StorageConfig {
         secret_key_file: String,
         connect_timeout: Duration,
         timeout: Duration,
+        /// `storage.requesttimeout`: one call, all its tries included.
+        request_timeout: Duration,
         retries: u32,
         /// The `AWS_*` variables of the environment the configuration was loaded in.
         env: CapturedEnv,
@@ -602,6 +606,7 @@ impl Values {
             secret_key_file: self.string("storage.amazon.secretkeyfile")?,
             connect_timeout: self.nonzero_duration("storage.amazon.connecttimeout")?,
             timeout: self.nonzero_duration("storage.amazon.timeout")?,
+            request_timeout: self.nonzero_duration("storage.requesttimeout")?,
             retries: self.small_int("storage.amazon.retries", 10)?,
             env,
         })
@@ -659,6 +664,7 @@ impl Values {
                     passwordfile: self.string("storage.openstack.passwordfile")?,
                     connect_timeout: self.nonzero_duration("storage.openstack.connecttimeout")?,
                     timeout: self.nonzero_duration("storage.openstack.timeout")?,
+                    request_timeout: self.nonzero_duration("storage.requesttimeout")?,
                     retries: self.small_int("storage.openstack.retries", 10)?,
                     env,
                 }
@@ -731,6 +737,7 @@ impl Values {
         };
         // Validate durations and timestamps that are accepted only for compatibility.
         self.duration("storage.timestamptolerance")?;
+        self.nonzero_duration("storage.requesttimeout")?;
         Ok(Config {
             warnings: self.warnings,
             ..cfg
