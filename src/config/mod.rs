@@ -641,7 +641,7 @@ impl Values {
                 let auth = self.string("storage.openstack.auth")?.to_lowercase();
                 if auth != "auto" && auth != "v1" {
                     return Err(ConfigError::Invalid(format!(
-                        "Unsupported OpenStack auth protocol: {auth}"
+                        "Unsupported OpenStack auth protocol: {auth} (storage.openstack.auth: auto or v1)"
                     )));
                 }
                 let region = self.string("storage.openstack.region")?;
@@ -677,7 +677,7 @@ impl Values {
             }
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "Unsupported storage backend: {other} (chartroom supports local, openstack and amazon)"
+                    "Unsupported storage backend: {other} (storage.backend: chartroom supports local, openstack and amazon)"
                 )));
             }
         };
@@ -798,7 +798,8 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
         rest = &rest[unit_len..];
         total += n * scale;
     }
-    Some(Duration::from_secs_f64(total))
+    // A number too large for a Duration is an invalid value, not a panic.
+    Duration::try_from_secs_f64(total).ok()
 }
 
 impl Args {
@@ -947,8 +948,16 @@ mod tests {
             unreachable!()
         };
         assert_eq!((*timeout, *retries), (Duration::from_secs(60), 0));
+        let StorageConfig::OpenStack {
+            request_timeout, ..
+        } = &c.storage
+        else {
+            unreachable!()
+        };
+        assert_eq!(*request_timeout, Duration::from_secs(30), "at most 30 s");
         for bad in [
-            "--storage-openstack-timeout=0s",
+            "--storage-request-timeout=0",
+            "--storage-request-timeout=forever",
             "--storage-openstack-connect-timeout=0",
             "--storage-openstack-retries=11",
             "--storage-openstack-retries=-1",
@@ -965,7 +974,10 @@ mod tests {
             )
             .unwrap_err()
             .to_string();
-            assert!(e.contains("storage.openstack."), "{bad}: {e}");
+            assert!(
+                e.contains("storage.openstack.") || e.contains("storage.requesttimeout"),
+                "{bad}: {e}"
+            );
         }
         assert_eq!(captured.get("UNRELATED"), None);
         let shown = format!("{c:?}");
@@ -1003,7 +1015,10 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert_eq!(e.to_string(), "Unsupported OpenStack auth protocol: v2");
+        assert_eq!(
+            e.to_string(),
+            "Unsupported OpenStack auth protocol: v2 (storage.openstack.auth: auto or v1)"
+        );
     }
 
     #[test]
@@ -1083,6 +1098,8 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("0"), Some(Duration::ZERO));
         assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration("99999999999999999999999h"), None);
+        assert_eq!(parse_duration("1.5.5s"), None);
         let c = load(
             &args(&[
                 "--artifact-hub-repo-id",

@@ -446,13 +446,13 @@ async fn the_auth_summary_says_what_is_protected() {
 // The binary: start-up and reload with a password file.
 // ---------------------------------------------------------------------------------------------
 
-const BIN: &str = env!("CARGO_BIN_EXE_chartroom");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_chartroom");
 
 /// A chartroom process, killed by PID when dropped; its log goes to a file.
-struct Proc {
-    child: Child,
-    port: u16,
-    log: std::path::PathBuf,
+pub(crate) struct Proc {
+    pub child: Child,
+    pub port: u16,
+    pub log: std::path::PathBuf,
 }
 
 impl Drop for Proc {
@@ -463,11 +463,11 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    fn log(&self) -> String {
+    pub fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn hup(&self) {
+    pub fn hup(&self) {
         // SAFETY: a signal to the child we started, by its PID.
         unsafe {
             libc::kill(self.child.id() as i32, libc::SIGHUP);
@@ -475,7 +475,7 @@ impl Proc {
     }
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -483,22 +483,27 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn spawn(dir: &Path, args: &[&str]) -> Proc {
+pub(crate) fn spawn(dir: &Path, args: &[&str]) -> Proc {
+    spawn_with(dir, args, |_| {})
+}
+
+/// Starts the binary on a free port with `args`, after `configure` had its say on the command.
+pub(crate) fn spawn_with(dir: &Path, args: &[&str], configure: impl FnOnce(&mut Command)) -> Proc {
     let port = free_port();
     let log = dir.join(format!("chartroom-{port}.log"));
-    let child = Command::new(BIN)
-        .args(args)
+    let mut cmd = Command::new(BIN);
+    cmd.args(args)
         .args(["--port", &port.to_string(), "--listen-host", "127.0.0.1"])
         .env_clear()
         .stdin(Stdio::null())
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap())
-        .spawn()
-        .unwrap();
+        .stderr(std::fs::File::create(&log).unwrap());
+    configure(&mut cmd);
+    let child = cmd.spawn().unwrap();
     Proc { child, port, log }
 }
 
-fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
     let deadline = Instant::now() + limit;
     while !f() {
         assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
@@ -507,7 +512,7 @@ fn wait_for(what: &str, limit: Duration, mut f: impl FnMut() -> bool) {
 }
 
 /// One HTTP/1.1 request: the status.
-fn http(port: u16, method: &str, path: &str, body: &[u8], auth: Option<&str>) -> u16 {
+pub(crate) fn http(port: u16, method: &str, path: &str, body: &[u8], auth: Option<&str>) -> u16 {
     let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     let mut req = format!(

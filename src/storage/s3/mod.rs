@@ -1106,6 +1106,7 @@ mod tests {
             "--storage-amazon-sse=AES256",
             "--storage-amazon-timeout=90s",
             "--storage-amazon-retries=0",
+            "--storage-request-timeout=1m",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -1123,6 +1124,7 @@ mod tests {
         assert!(!s.path_style);
         assert_eq!(s.sse, "AES256");
         assert_eq!(s.timeout, Duration::from_secs(90));
+        assert_eq!(s.request_timeout, Duration::from_secs(60));
         assert_eq!(s.attempts, 1);
         assert_eq!(s.session_token.as_deref(), Some("TOK"));
         assert_eq!(s.secret_key, Secret::Value("SK".into()));

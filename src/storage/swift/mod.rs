@@ -672,6 +672,7 @@ mod tests {
             "--storage-openstack-connect-timeout=2s",
             "--storage-openstack-timeout=90s",
             "--storage-openstack-retries=0",
+            "--storage-request-timeout=45s",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -688,6 +689,7 @@ mod tests {
         assert_eq!(s.connect_timeout, Duration::from_secs(2));
         assert_eq!(s.timeout, Duration::from_secs(90));
         assert_eq!(s.attempts, 1);
+        assert_eq!(s.request_timeout, Duration::from_secs(45));
     }
 
     #[test]
