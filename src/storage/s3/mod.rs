@@ -37,7 +37,7 @@
 //!   fails with [`StorageError::Unavailable`], which the API answers with 503, and
 //!   [`Storage::problem`] says what is wrong until a call succeeds again. As with Swift, one
 //!   call ends by `request_timeout` whatever its tries are doing, and after a call got no
-//!   answer at all, calls fail at once for a while ([`remote::bounded`]). A 403 (credentials
+//!   answer at all, calls fail at once for a while (`remote::bounded`). A 403 (credentials
 //!   rejected, access denied, clock skew) is not retried; it is `Unavailable` too, with S3's
 //!   code and message, so `/health` names it. When the secret key comes from a file, a 403
 //!   re-reads the file and, if the key changed, signs the request again (a rotated key is

@@ -23,8 +23,8 @@
 //!   [`StorageError::Unavailable`], which the API answers with 503, and [`Storage::problem`]
 //!   says what is wrong until a call succeeds again. One call, all its tries and pauses
 //!   included, ends by `request_timeout` (`storage.requesttimeout`, 30 s); after a call got no
-//!   answer at all, calls fail at once for [`remote::DOWN_RETRY`], then one goes out again
-//!   (see [`remote::bounded`]). A 401 drops the token and logs in again
+//!   answer at all, calls fail at once for `remote::DOWN_RETRY`, then one goes out again
+//!   (see `remote::bounded`). A 401 drops the token and logs in again
 //!   (twice at most per call). Objects read recently are kept in a small memory cache
 //!   (`cache_bytes`) that serves reads only while Swift cannot be reached. A retried DELETE
 //!   that finds nothing, or a retried conditional PUT that finds its own bytes, counts as done.
