@@ -70,6 +70,27 @@ impl HttpSettings {
     }
 }
 
+impl HttpSettings {
+    /// What basic auth protects, for the start-up and reload logs.
+    pub fn auth_summary(&self) -> String {
+        let cfg = &self.cfg;
+        match (&self.basic_expected, cfg.anonymous_get) {
+            (None, _) => {
+                "off: no credentials are asked for (basicauth.user and basicauth.pass are not set)"
+                    .into()
+            }
+            (Some(_), true) => format!(
+                "basic auth (user {:?}) for push (uploads, deletes); pull (GET, HEAD) is anonymous (authanonymousget)",
+                cfg.basic_user
+            ),
+            (Some(_), false) => format!(
+                "basic auth (user {:?}) for push and pull (every route but /health and /info)",
+                cfg.basic_user
+            ),
+        }
+    }
+}
+
 pub fn repo_settings(cfg: &Config) -> RepoSettings {
     RepoSettings {
         statefiles: !cfg.disable_statefiles,

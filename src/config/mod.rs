@@ -46,6 +46,9 @@ pub enum ConfigError {
     Positional(String),
     #[error("{0}")]
     Invalid(String),
+    /// A half-configured basic auth (the message names the key and where it was set).
+    #[error("{0}")]
+    Auth(String),
 }
 
 /// A value together with where it came from, for error messages.
@@ -82,6 +85,8 @@ pub enum StorageConfig {
         passwordfile: String,
         connect_timeout: Duration,
         timeout: Duration,
+        /// `storage.requesttimeout`: one call, all its tries included.
+        request_timeout: Duration,
         retries: u32,
         /// The `ST_*` and `OS_*` variables of the environment the configuration was loaded in.
         env: CapturedEnv,
@@ -97,6 +102,8 @@ pub enum StorageConfig {
         secret_key_file: String,
         connect_timeout: Duration,
         timeout: Duration,
+        /// `storage.requesttimeout`: one call, all its tries included.
+        request_timeout: Duration,
         retries: u32,
         /// The `AWS_*` variables of the environment the configuration was loaded in.
         env: CapturedEnv,
@@ -530,6 +537,45 @@ impl Values {
         Ok(())
     }
 
+    /// The basic auth user and password: both empty (auth off) or both set. Anything in
+    /// between (a user without a password, a password without a user, an empty or unreadable
+    /// password file) is an error naming the key: auth must never be off by accident.
+    fn basic_auth(&mut self) -> Result<(String, String), ConfigError> {
+        let (user, user_origin) = self.get("basicauth.user")?;
+        let (pass_file, file_origin) = self.get("basicauth.passfile")?;
+        let (pass, pass_origin, pass_key) = if pass_file.is_empty() {
+            let (p, o) = self.get("basicauth.pass")?;
+            (p, o, "basicauth.pass")
+        } else {
+            let p = read_secret(&pass_file, "basicauth.passfile").map_err(|e| {
+                ConfigError::Auth(format!(
+                    "{file_origin}: basicauth.passfile: {}",
+                    match e {
+                        ConfigError::Read { message, .. } => {
+                            format!("cannot read {pass_file}: {message}")
+                        }
+                        other => other.to_string(),
+                    }
+                ))
+            })?;
+            if p.is_empty() {
+                return Err(ConfigError::Auth(format!(
+                    "{file_origin}: basicauth.passfile: {pass_file} holds no password (an empty password would turn basic auth off)"
+                )));
+            }
+            (p, file_origin, "basicauth.passfile")
+        };
+        match (user.is_empty(), pass.is_empty()) {
+            (true, true) | (false, false) => Ok((user, pass)),
+            (false, true) => Err(ConfigError::Auth(format!(
+                "{user_origin}: basicauth.user is set but there is no password (set basicauth.pass or basicauth.passfile; a user alone would leave basic auth off)"
+            ))),
+            (true, false) => Err(ConfigError::Auth(format!(
+                "{pass_origin}: {pass_key} is set but basicauth.user is empty (a password alone would leave basic auth off)"
+            ))),
+        }
+    }
+
     fn amazon(
         &mut self,
         env: &dyn Fn(&str) -> Option<String>,
@@ -562,6 +608,7 @@ impl Values {
             secret_key_file: self.string("storage.amazon.secretkeyfile")?,
             connect_timeout: self.nonzero_duration("storage.amazon.connecttimeout")?,
             timeout: self.nonzero_duration("storage.amazon.timeout")?,
+            request_timeout: self.nonzero_duration("storage.requesttimeout")?,
             retries: self.small_int("storage.amazon.retries", 10)?,
             env,
         })
@@ -596,7 +643,7 @@ impl Values {
                 let auth = self.string("storage.openstack.auth")?.to_lowercase();
                 if auth != "auto" && auth != "v1" {
                     return Err(ConfigError::Invalid(format!(
-                        "Unsupported OpenStack auth protocol: {auth}"
+                        "Unsupported OpenStack auth protocol: {auth} (storage.openstack.auth: auto or v1)"
                     )));
                 }
                 let region = self.string("storage.openstack.region")?;
@@ -619,6 +666,7 @@ impl Values {
                     passwordfile: self.string("storage.openstack.passwordfile")?,
                     connect_timeout: self.nonzero_duration("storage.openstack.connecttimeout")?,
                     timeout: self.nonzero_duration("storage.openstack.timeout")?,
+                    request_timeout: self.nonzero_duration("storage.requesttimeout")?,
                     retries: self.small_int("storage.openstack.retries", 10)?,
                     env,
                 }
@@ -631,7 +679,7 @@ impl Values {
             }
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "Unsupported storage backend: {other} (chartroom supports local, openstack and amazon)"
+                    "Unsupported storage backend: {other} (storage.backend: chartroom supports local, openstack and amazon)"
                 )));
             }
         };
@@ -647,12 +695,7 @@ impl Values {
         if !context_path.is_empty() && !context_path.starts_with('/') {
             context_path.insert(0, '/');
         }
-        let pass_file = self.string("basicauth.passfile")?;
-        let basic_pass = if pass_file.is_empty() {
-            self.string("basicauth.pass")?
-        } else {
-            read_secret(&pass_file, "basicauth.passfile")?
-        };
+        let (basic_user, basic_pass) = self.basic_auth()?;
         let workers = (self.int("workers")? as usize).max(1);
         let chart_url = self.string("charturl")?.trim_end_matches('/').to_string();
         let cfg = Config {
@@ -690,13 +733,14 @@ impl Values {
             depth: self.int("depth")? as usize,
             depth_dynamic: self.boolean("depthdynamic")?,
             max_tenants: self.int("maxtenants")? as usize,
-            basic_user: self.string("basicauth.user")?,
+            basic_user,
             basic_pass,
             anonymous_get: self.boolean("authanonymousget")?,
             warnings: Vec::new(),
         };
         // Validate durations and timestamps that are accepted only for compatibility.
         self.duration("storage.timestamptolerance")?;
+        self.nonzero_duration("storage.requesttimeout")?;
         Ok(Config {
             warnings: self.warnings,
             ..cfg
@@ -757,7 +801,8 @@ pub fn parse_duration(v: &str) -> Option<Duration> {
         rest = &rest[unit_len..];
         total += n * scale;
     }
-    Some(Duration::from_secs_f64(total))
+    // A number too large for a Duration is an invalid value, not a panic.
+    Duration::try_from_secs_f64(total).ok()
 }
 
 impl Args {
@@ -906,8 +951,16 @@ mod tests {
             unreachable!()
         };
         assert_eq!((*timeout, *retries), (Duration::from_secs(60), 0));
+        let StorageConfig::OpenStack {
+            request_timeout, ..
+        } = &c.storage
+        else {
+            unreachable!()
+        };
+        assert_eq!(*request_timeout, Duration::from_secs(30), "at most 30 s");
         for bad in [
-            "--storage-openstack-timeout=0s",
+            "--storage-request-timeout=0",
+            "--storage-request-timeout=forever",
             "--storage-openstack-connect-timeout=0",
             "--storage-openstack-retries=11",
             "--storage-openstack-retries=-1",
@@ -924,7 +977,10 @@ mod tests {
             )
             .unwrap_err()
             .to_string();
-            assert!(e.contains("storage.openstack."), "{bad}: {e}");
+            assert!(
+                e.contains("storage.openstack.") || e.contains("storage.requesttimeout"),
+                "{bad}: {e}"
+            );
         }
         assert_eq!(captured.get("UNRELATED"), None);
         let shown = format!("{c:?}");
@@ -962,7 +1018,10 @@ mod tests {
             None,
         )
         .unwrap_err();
-        assert_eq!(e.to_string(), "Unsupported OpenStack auth protocol: v2");
+        assert_eq!(
+            e.to_string(),
+            "Unsupported OpenStack auth protocol: v2 (storage.openstack.auth: auto or v1)"
+        );
     }
 
     #[test]
@@ -1042,6 +1101,8 @@ mod tests {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("0"), Some(Duration::ZERO));
         assert_eq!(parse_duration("5x"), None);
+        assert_eq!(parse_duration("99999999999999999999999h"), None);
+        assert_eq!(parse_duration("1.5.5s"), None);
         let c = load(
             &args(&[
                 "--artifact-hub-repo-id",

@@ -212,6 +212,14 @@ pub static KEYS: &[Key] = &[
         "Accepted for compatibility; chartroom compares size and modification time exactly.",
     ),
     k(
+        "storage.requesttimeout",
+        Duration,
+        "30s",
+        "storage-request-timeout",
+        "STORAGE_REQUESTTIMEOUT",
+        "chartroom only: limit for one call to Swift or S3, all its tries and pauses included (an upload gets 1s more per whole MiB); when it runs out, the request gets 503. After a call got no answer at all, calls fail at once with 503 for 5s; then one call tries again.",
+    ),
+    k(
         "storage.openstack.container",
         Str,
         "",

@@ -152,3 +152,138 @@ pub async fn bind(host: &str, port: u16) -> Result<Listener, ListenError> {
         .map(Listener::Tcp)
         .map_err(|source| ListenError::Bind { addr, source })
 }
+
+/// Pacing of an accept loop after failed accepts. Running out of file descriptors (EMFILE,
+/// ENFILE) or kernel memory leaves the listening socket readable, so retrying at once would
+/// spin and log without end: after such a failure the loop waits, 100 ms at first, doubling
+/// up to 1 s while the failures go on, and the failures are logged once per 10 s with how
+/// many there were in between. Connections waiting meanwhile stay in the kernel's backlog and
+/// are accepted as soon as descriptors free up. A connection that was reset before it could
+/// be accepted (ECONNABORTED) is no reason to wait.
+#[derive(Debug)]
+pub struct AcceptBackoff {
+    delay: std::time::Duration,
+    last_log: Option<std::time::Instant>,
+    /// Failures since the last line logged.
+    suppressed: u64,
+    /// Failures since the last accepted connection.
+    failing: u64,
+}
+
+/// What to do after one failed accept.
+#[derive(Debug, PartialEq, Eq)]
+pub struct AcceptFailure {
+    /// How long to wait before the next accept.
+    pub wait: std::time::Duration,
+    /// A warning to log now (`None`: counted, to be reported with the next warning).
+    pub log: Option<String>,
+}
+
+impl Default for AcceptBackoff {
+    fn default() -> Self {
+        AcceptBackoff::new()
+    }
+}
+
+impl AcceptBackoff {
+    pub const FIRST: std::time::Duration = std::time::Duration::from_millis(100);
+    pub const MAX: std::time::Duration = std::time::Duration::from_secs(1);
+    pub const LOG_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
+    pub fn new() -> AcceptBackoff {
+        AcceptBackoff {
+            delay: Self::FIRST,
+            last_log: None,
+            suppressed: 0,
+            failing: 0,
+        }
+    }
+
+    /// Whether an accept error is about the one connection only (it went away before it was
+    /// accepted): the next accept may follow at once.
+    pub fn transient(e: &std::io::Error) -> bool {
+        matches!(
+            e.raw_os_error(),
+            Some(libc::ECONNABORTED | libc::ECONNRESET | libc::EINTR | libc::EPROTO)
+        )
+    }
+
+    /// A failed accept at `now`.
+    pub fn failed(&mut self, e: &std::io::Error, now: std::time::Instant) -> AcceptFailure {
+        self.failing += 1;
+        let wait = self.delay;
+        self.delay = (self.delay * 2).min(Self::MAX);
+        let due = self
+            .last_log
+            .is_none_or(|t| now.saturating_duration_since(t) >= Self::LOG_EVERY);
+        let log = if due {
+            let mut line = format!("accept failed: {e}");
+            if self.suppressed > 0 {
+                line.push_str(&format!(
+                    " ({} more failures since the last report)",
+                    self.suppressed
+                ));
+            }
+            line.push_str(&format!(
+                "; waiting up to {}s between tries, new connections wait in the backlog",
+                Self::MAX.as_secs()
+            ));
+            self.last_log = Some(now);
+            self.suppressed = 0;
+            Some(line)
+        } else {
+            self.suppressed += 1;
+            None
+        };
+        AcceptFailure { wait, log }
+    }
+
+    /// A connection was accepted: `Some(failures)` when accepts had been failing before it.
+    pub fn accepted(&mut self) -> Option<u64> {
+        self.delay = Self::FIRST;
+        self.suppressed = 0;
+        self.last_log = None;
+        Some(std::mem::take(&mut self.failing)).filter(|n| *n > 0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn backoff_grows_and_logs_once_per_interval() {
+        let mut b = AcceptBackoff::new();
+        let emfile = std::io::Error::from_raw_os_error(libc::EMFILE);
+        let t0 = Instant::now();
+        let mut now = t0;
+        let mut waits = Vec::new();
+        let mut logged = Vec::new();
+        // 30 s of failures.
+        while now < t0 + Duration::from_secs(30) {
+            let f = b.failed(&emfile, now);
+            waits.push(f.wait);
+            if let Some(l) = f.log {
+                logged.push(l);
+            }
+            now += f.wait;
+        }
+        assert_eq!(waits[0], Duration::from_millis(100));
+        assert_eq!(waits[1], Duration::from_millis(200));
+        assert!(waits.iter().all(|w| *w <= Duration::from_secs(1)));
+        assert!(waits.len() < 45, "{} tries in 30 s", waits.len());
+        assert_eq!(logged.len(), 3, "{logged:?}");
+        assert!(logged[1].contains("more failures since the last report"));
+        assert!(logged[0].contains("Too many open files"), "{}", logged[0]);
+        assert_eq!(b.accepted(), Some(waits.len() as u64));
+        assert_eq!(b.accepted(), None);
+        let f = b.failed(&emfile, now);
+        assert_eq!(f.wait, Duration::from_millis(100), "starts over");
+        assert!(f.log.is_some(), "a new episode is reported at once");
+        assert!(AcceptBackoff::transient(
+            &std::io::Error::from_raw_os_error(libc::ECONNABORTED)
+        ));
+        assert!(!AcceptBackoff::transient(&emfile));
+    }
+}

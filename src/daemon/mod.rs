@@ -173,6 +173,7 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
             tokio::spawn(watchdog_loop(shared.clone(), every, accepting));
         }
     }
+    info!("auth", "mode" => &app.http.load().auth_summary());
     let status = status_line(&app);
     info!("ready", "status" => &status);
     shared.notifier.ready(&status);
@@ -224,22 +225,42 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
 
 async fn accept_loop(shared: Arc<Shared>, listener: Listener) {
     let mut stop = shared.shutdown.subscribe();
+    let mut backoff = listen::AcceptBackoff::new();
     loop {
         let accepted = tokio::select! {
             _ = stop.changed() => return,
             a = accept(&listener) => a,
         };
-        match accepted {
-            Ok(Conn::Tcp(s)) => {
+        let conn = match accepted {
+            Ok(c) => c,
+            Err(e) if listen::AcceptBackoff::transient(&e) => {
+                crate::debug!("accept failed", "error" => &e.to_string());
+                continue;
+            }
+            Err(e) => {
+                // Out of file descriptors and similar: wait, longer while it goes on, and
+                // say so once in a while instead of on every try.
+                let f = backoff.failed(&e, std::time::Instant::now());
+                if let Some(line) = f.log {
+                    warn!(line.as_str(), "on" => &listener.describe());
+                }
+                tokio::select! {
+                    _ = stop.changed() => return,
+                    _ = tokio::time::sleep(f.wait) => {}
+                }
+                continue;
+            }
+        };
+        if let Some(failures) = backoff.accepted() {
+            info!("accepting connections again", "on" => &listener.describe(),
+                "failed_accepts" => failures);
+        }
+        match conn {
+            Conn::Tcp(s) => {
                 let _ = s.set_nodelay(true);
                 spawn_conn(shared.clone(), s);
             }
-            Ok(Conn::Unix(s)) => spawn_conn(shared.clone(), s),
-            Err(e) => {
-                // Out of file descriptors and similar: wait a little instead of spinning.
-                warn!("accept failed", "error" => &e.to_string());
-                tokio::time::sleep(Duration::from_millis(50)).await;
-            }
+            Conn::Unix(s) => spawn_conn(shared.clone(), s),
         }
     }
 }
@@ -420,7 +441,9 @@ async fn try_reload(shared: &Shared) -> Result<(), String> {
     shared.app.registry.load().save_states().await;
     let registry = Arc::new(registry);
     let old = shared.app.registry.swap(registry.clone());
-    shared.app.http.store(Arc::new(HttpSettings::new(&cfg)));
+    let http = HttpSettings::new(&cfg);
+    info!("auth", "mode" => &http.auth_summary());
+    shared.app.http.store(Arc::new(http));
     shared.app.storage_problem.store(Arc::new(String::new()));
     log::configure(cfg.debug, cfg.log_json);
     tokio::spawn(catch_up(shared.app.clone(), old, registry));

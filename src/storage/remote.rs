@@ -110,6 +110,89 @@ impl<'a> Call<'a> {
         let len = self.body.as_ref().map_or(0, |b| b.len() as u64);
         base + Duration::from_secs(len.div_ceil(1 << 20))
     }
+
+    /// The deadline of this call across all its tries (`storage.requesttimeout`): `base`, plus
+    /// one second per whole MiB of body to send (a package under 1 MiB gets `base` exactly).
+    pub(crate) fn deadline(&self, base: Duration) -> Duration {
+        let len = self.body.as_ref().map_or(0, |b| b.len() as u64);
+        base + Duration::from_secs(len >> 20)
+    }
+}
+
+/// The default of `storage.requesttimeout`: how long one call to the object store may take,
+/// all its tries and pauses included.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// After a call that got no answer at all (connection refused or reset, no answer in time),
+/// the service is left alone this long: calls meanwhile fail at once with
+/// [`StorageError::Unavailable`] (so a client gets its 503 without waiting for limits that
+/// would most likely run out the same way). The first call after it goes out as a probe; an
+/// answer ends the outage, another silence starts a new wait.
+pub const DOWN_RETRY: Duration = Duration::from_secs(5);
+
+/// A call that failed after its tries: the error, and whether the last try got no answer
+/// from the service at all (as opposed to an answer such as a 5xx or a 403).
+pub(crate) struct Failed {
+    pub error: StorageError,
+    pub unanswered: bool,
+}
+
+impl Failed {
+    pub(crate) fn answered(error: StorageError) -> Failed {
+        Failed {
+            error,
+            unanswered: false,
+        }
+    }
+}
+
+/// Runs one call of a service, all its tries (`tries`, given the deadline to keep), within
+/// `limit`; `what` names the call in errors. While the service is known not to answer (see
+/// [`DOWN_RETRY`]) the call fails at once, but for one probe per interval.
+pub(crate) async fn bounded<F>(
+    problem: &Problem,
+    what: &str,
+    limit: Duration,
+    tries: impl FnOnce(tokio::time::Instant) -> F,
+) -> Result<Answer>
+where
+    F: Future<Output = std::result::Result<Answer, Failed>>,
+{
+    let start = tokio::time::Instant::now();
+    // A probe holds the others back for as long as it may take; if it is abandoned (its
+    // client went away), the next call after that is the probe.
+    if let Err((why, left)) = problem.admit(start, limit + DOWN_RETRY) {
+        return Err(StorageError::Unavailable(format!(
+            "{what}: not sent: the service gave no answer to a call just before ({why}); next try in {}s",
+            left.as_secs_f64().ceil() as u64
+        )));
+    }
+    let deadline = start + limit;
+    let res = match tokio::time::timeout_at(deadline, tries(deadline)).await {
+        Ok(r) => r,
+        Err(_) => Err(Failed {
+            error: StorageError::Unavailable(format!(
+                "{what}: no answer within {}s (storage.requesttimeout)",
+                limit.as_secs_f64()
+            )),
+            unanswered: true,
+        }),
+    };
+    match res {
+        Ok(a) => {
+            problem.clear();
+            Ok(a)
+        }
+        Err(Failed { error, unanswered }) => {
+            match (&error, unanswered) {
+                (StorageError::Unavailable(why), true) => {
+                    problem.unanswered(why, tokio::time::Instant::now())
+                }
+                _ => problem.note(&error),
+            }
+            Err(error)
+        }
+    }
 }
 
 /// Sends a request with a limit on the wait for the answer. Without `streamed` the limit also
@@ -155,10 +238,27 @@ pub(crate) fn retryable_status(s: StatusCode) -> bool {
 }
 
 /// Waits before try `attempt + 1`: `backoff`, doubled for each further try, with ±25% jitter.
-pub(crate) async fn pause(backoff: Duration, attempt: u32) {
+/// False, without waiting, when the wait would end past `deadline` (no time for another try).
+pub(crate) async fn pause(backoff: Duration, attempt: u32, deadline: tokio::time::Instant) -> bool {
+    let until = tokio::time::Instant::now() + backoff_wait(backoff, attempt);
+    if until >= deadline {
+        return false;
+    }
+    tokio::time::sleep_until(until).await;
+    true
+}
+
+/// The wait before try `attempt + 1`: `backoff`, doubled for each further try, ±25% jitter.
+pub(crate) fn backoff_wait(backoff: Duration, attempt: u32) -> Duration {
     let base = backoff.saturating_mul(1 << attempt.saturating_sub(1).min(10));
-    let jitter = rand::random::<f64>() * 0.5 + 0.75;
-    tokio::time::sleep(base.mul_f64(jitter)).await;
+    base.mul_f64(rand::random::<f64>() * 0.5 + 0.75)
+}
+
+/// The time limit of one try: `limit`, but no later than `deadline`.
+pub(crate) fn try_limit(limit: Duration, deadline: tokio::time::Instant) -> Duration {
+    limit
+        .min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+        .max(Duration::from_millis(1))
 }
 
 pub(crate) fn header<'a>(resp: &'a reqwest::Response, name: &str) -> Option<&'a str> {
@@ -190,23 +290,73 @@ pub(crate) fn file_name(path: &str) -> String {
     path.rsplit('/').next().unwrap_or(path).to_string()
 }
 
-/// The last "unavailable" error of a backend, cleared by the next answer from the service.
+/// The last "unavailable" error of a backend, cleared by the next answer from the service,
+/// and whether the service is known not to answer at all (see [`DOWN_RETRY`]).
 #[derive(Default)]
-pub(crate) struct Problem(Mutex<Option<String>>);
+pub(crate) struct Problem(Mutex<ProblemState>);
+
+#[derive(Default)]
+struct ProblemState {
+    why: Option<String>,
+    /// While set and in the future, calls are not sent (the service gave no answer).
+    quiet_until: Option<tokio::time::Instant>,
+}
 
 impl Problem {
+    fn lock(&self) -> MutexGuard<'_, ProblemState> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Notes the outcome of a call: an answer clears the problem, `Unavailable` sets it.
     pub(crate) fn track<T>(&self, res: &Result<T>) {
-        let mut p = self.0.lock().unwrap_or_else(|e| e.into_inner());
         match res {
-            Ok(_) => *p = None,
-            Err(StorageError::Unavailable(why)) => *p = Some(why.clone()),
-            Err(_) => {}
+            Ok(_) => self.clear(),
+            Err(e) => self.note(e),
+        }
+    }
+
+    /// Notes an error the service answered with: `Unavailable` becomes the problem.
+    pub(crate) fn note(&self, e: &StorageError) {
+        if let StorageError::Unavailable(why) = e {
+            let mut p = self.lock();
+            p.why = Some(why.clone());
+            p.quiet_until = None;
+        }
+    }
+
+    /// The service answered.
+    pub(crate) fn clear(&self) {
+        *self.lock() = ProblemState::default();
+    }
+
+    /// A call got no answer at `now`: calls are held back for [`DOWN_RETRY`].
+    pub(crate) fn unanswered(&self, why: &str, now: tokio::time::Instant) {
+        let mut p = self.lock();
+        p.why = Some(why.to_string());
+        p.quiet_until = Some(now + DOWN_RETRY);
+    }
+
+    /// Whether a call may go out at `now`: `Err((why, wait left))` while the service is
+    /// known not to answer. The first call once the wait is over is let through as a probe
+    /// and holds the others back for `probe_for` (its own deadline), or until it is answered.
+    pub(crate) fn admit(
+        &self,
+        now: tokio::time::Instant,
+        probe_for: Duration,
+    ) -> std::result::Result<(), (String, Duration)> {
+        let mut p = self.lock();
+        match p.quiet_until {
+            None => Ok(()),
+            Some(t) if now >= t => {
+                p.quiet_until = Some(now + probe_for);
+                Ok(())
+            }
+            Some(t) => Err((p.why.clone().unwrap_or_default(), t - now)),
         }
     }
 
     pub(crate) fn get(&self) -> Option<String> {
-        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.lock().why.clone()
     }
 }
 
@@ -404,7 +554,7 @@ impl Reads<'_> {
                     crate::debug!("download broke off; retrying", "service" => self.service,
                         "object" => key, "error" => why.as_str());
                     bump(&self.counters.retries);
-                    pause(self.backoff, tries).await;
+                    tokio::time::sleep(backoff_wait(self.backoff, tries)).await;
                 }
                 Ok(Err(why)) => {
                     let e = format!("{} GET {key}: {why}", self.service);
@@ -799,6 +949,132 @@ mod tests {
         };
         assert_eq!(put(1).time_limit(base), Duration::from_secs(21));
         assert_eq!(put(20 << 20).time_limit(base), Duration::from_secs(40));
+    }
+
+    /// A stand-in for an answer (bounded only passes it on).
+    async fn some_answer() -> Answer {
+        let resp = http::Response::builder().status(200).body("").unwrap();
+        Answer {
+            resp: reqwest::Response::from(resp),
+            ambiguous: false,
+        }
+    }
+
+    fn elapsed(t: tokio::time::Instant) -> Duration {
+        tokio::time::Instant::now() - t
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_hung_service_costs_one_deadline_then_fails_at_once() {
+        let problem = Problem::default();
+        let limit = Duration::from_secs(30);
+        let tries = std::sync::atomic::AtomicU32::new(0);
+        let hung = |_deadline| {
+            tries.fetch_add(1, Ordering::SeqCst);
+            std::future::pending::<std::result::Result<Answer, Failed>>()
+        };
+        // The first call waits the whole deadline, however many tries it would make.
+        let t = tokio::time::Instant::now();
+        let e = bounded(&problem, "PUT a", limit, hung).await.err().unwrap();
+        assert_eq!(elapsed(t), limit);
+        assert!(
+            matches!(&e, StorageError::Unavailable(m) if m.contains("storage.requesttimeout")),
+            "{e}"
+        );
+        assert!(problem.get().is_some());
+        // Known down: the next calls are not sent and fail at once.
+        let t = tokio::time::Instant::now();
+        for _ in 0..3 {
+            let e = bounded(&problem, "PUT b", limit, hung).await.err().unwrap();
+            assert!(
+                matches!(&e, StorageError::Unavailable(m) if m.contains("not sent")),
+                "{e}"
+            );
+        }
+        assert_eq!(elapsed(t), Duration::ZERO);
+        assert_eq!(tries.load(Ordering::SeqCst), 1);
+        // After DOWN_RETRY one call goes out again (a probe); it is answered: back to normal.
+        tokio::time::sleep(DOWN_RETRY).await;
+        let ok = bounded(&problem, "HEAD c", limit, |_| async {
+            Ok(some_answer().await)
+        })
+        .await;
+        assert!(ok.is_ok());
+        assert_eq!(problem.get(), None);
+        let ok = bounded(&problem, "HEAD d", limit, |_| async {
+            Ok(some_answer().await)
+        })
+        .await;
+        assert!(ok.is_ok());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_probe_holds_the_others_back_and_an_abandoned_one_does_not_block() {
+        let problem = Problem::default();
+        let limit = Duration::from_secs(10);
+        problem.unanswered("swift PUT x: timed out", tokio::time::Instant::now());
+        tokio::time::sleep(DOWN_RETRY).await;
+        // The probe is abandoned after 1 s (its client went away).
+        let probe = bounded(&problem, "probe", limit, |_| std::future::pending());
+        assert!(
+            tokio::time::timeout(Duration::from_secs(1), probe)
+                .await
+                .is_err()
+        );
+        let sent = std::sync::atomic::AtomicBool::new(false);
+        let answered = |_| {
+            sent.store(true, Ordering::SeqCst);
+            async { Ok(some_answer().await) }
+        };
+        // While it could still be out, others fail at once.
+        assert!(bounded(&problem, "next", limit, answered).await.is_err());
+        assert!(!sent.load(Ordering::SeqCst));
+        // Once its time is over, the next call is the probe.
+        tokio::time::sleep(limit + DOWN_RETRY).await;
+        assert!(bounded(&problem, "later", limit, answered).await.is_ok());
+        assert!(sent.load(Ordering::SeqCst));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn answered_failures_hold_nothing_back() {
+        let problem = Problem::default();
+        let limit = Duration::from_secs(10);
+        let answered_503 = |_| async {
+            Err(Failed::answered(StorageError::Unavailable(
+                "swift PUT a: 503 (after 3 tries)".into(),
+            )))
+        };
+        assert!(bounded(&problem, "a", limit, answered_503).await.is_err());
+        assert!(problem.get().is_some(), "/health still says what is wrong");
+        let ok = bounded(&problem, "b", limit, |_| async { Ok(some_answer().await) }).await;
+        assert!(ok.is_ok(), "an answered 5xx does not stop the next call");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn pauses_stop_at_the_deadline() {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+        assert!(pause(Duration::from_millis(100), 1, deadline).await);
+        let t = tokio::time::Instant::now();
+        assert!(!pause(Duration::from_secs(2), 1, deadline).await);
+        assert_eq!(
+            elapsed(t),
+            Duration::ZERO,
+            "no pause that ends past the deadline"
+        );
+        assert_eq!(
+            try_limit(Duration::from_secs(20), deadline),
+            deadline - tokio::time::Instant::now()
+        );
+        let call = Call {
+            body: Some(Bytes::from(vec![0u8; (1 << 20) - 1])),
+            ..Call::new(reqwest::Method::PUT, Some("a.tgz"))
+        };
+        assert_eq!(call.deadline(REQUEST_TIMEOUT), REQUEST_TIMEOUT);
+        let big = Call {
+            body: Some(Bytes::from(vec![0u8; 20 << 20])),
+            ..Call::new(reqwest::Method::PUT, Some("a.tgz"))
+        };
+        assert_eq!(big.deadline(REQUEST_TIMEOUT), Duration::from_secs(50));
     }
 
     #[test]

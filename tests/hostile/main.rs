@@ -7,6 +7,7 @@ mod common;
 
 mod auth;
 mod memory;
+mod ops;
 mod tenants;
 mod uploads;
 mod yaml;

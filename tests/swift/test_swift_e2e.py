@@ -4,7 +4,8 @@
 - two chartroom instances on one container (upload, out-of-band delete, concurrent uploads of
   different charts and of the same version, the shared state file);
 - Swift's proxy stopped and started again mid-test (stale index, cached downloads, 503 uploads,
-  /health, recovery without restart);
+  /health, recovery without restart), and frozen (an upload answered 503 within
+  storage.requesttimeout, the next at once, uploads working again once it wakes);
 - tempauth tokens of 4 s under steady traffic;
 - SIGHUP re-reads the key file; start-up errors.
 
@@ -252,7 +253,9 @@ def test_swift_down_then_back(swift, pool):
         assert r.status_code == 503, r.text
         assert r.json() == {"error": "storage unavailable"}
         assert time.monotonic() - t < 10
-        assert "serving the last good index" in server.log()
+        # The upload may come before the next refresh (Swift known down: no retries to wait).
+        wait_until("a refresh fails and says so",
+                   lambda: "serving the last good index" in server.log(), timeout=10)
     finally:
         swift.harness("start-server", "proxy")
     # Back by itself: healthy again, uploads work; the failed upload left nothing behind.
@@ -315,6 +318,53 @@ def test_hung_swift_does_not_hold_up_reads(swift, pool):
         assert swift.req("GET", swift.url(prefix + "/frozen-2.0.0.tgz")).content == late
         versions.append("2.0.0")
     wait_for_index(server, {"frozen": versions})
+
+
+def test_upload_to_a_frozen_swift_is_answered_within_the_deadline(swift, pool):
+    """Swift's proxy frozen: an upload is answered 503 within storage.requesttimeout (default
+    30 s, across all tries; before, 3 tries of 20 s and more), the next one at once (Swift is
+    known not to answer), /health says so, and after the proxy wakes uploads work again by
+    themselves (a call goes out again 5 s after the last silence)."""
+    prefix = unique("deadline")
+    # No refresh: the upload itself is the first call to meet the frozen proxy.
+    server = started(pool, swift, prefix, "--cache-interval", "0")
+    pkg = make_chart("dl", "1.0.0")
+    assert upload(server, pkg).status_code == 201
+    proxy_pid = int((swift.dir / "run" / "proxy.pid").read_text())
+
+    def post(data):
+        t = time.monotonic()
+        r = server.post("/api/charts", data=data, timeout=120,
+                        headers={"Content-Type": "application/octet-stream"})
+        return r, time.monotonic() - t
+
+    os.kill(proxy_pid, signal.SIGSTOP)
+    try:
+        r, took = post(make_chart("dl", "2.0.0"))
+        assert r.status_code == 503, r.text
+        assert r.json() == {"error": "storage unavailable"}
+        assert took < 30 + 5, "the first upload took %.1fs (deadline 30 s)" % took
+        assert "storage.requesttimeout" in server.log(), server.log()
+        r, took = post(make_chart("dl", "3.0.0"))
+        assert r.status_code == 503, r.text
+        assert took < 2, "the second upload waited %.1fs for a Swift known to be down" % took
+        h = server.get("/health")
+        assert h.status_code == 503 and h.json()["healthy"] is False, h.text
+        # Reads of what is in memory are not held up either.
+        assert server.get("/index.yaml").status_code == 200
+        r = server.get("/charts/dl-1.0.0.tgz")
+        assert r.status_code == 200 and r.content == pkg
+    finally:
+        os.kill(proxy_pid, signal.SIGCONT)
+    # Back: within the 5 s pause and one call, uploads work again (no restart, no refresh).
+    n = [0]
+
+    def uploaded():
+        n[0] += 1
+        r, _ = post(make_chart("dl", "4.0.%d" % n[0]))
+        return r.status_code == 201
+    wait_until("uploads work again", uploaded, timeout=30, step=0.5)
+    assert server.get("/health").status_code == 200
 
 
 # ---------------------------------------------------------------------------------------------

@@ -35,7 +35,9 @@
 //!   included), 408 and 429 are retried with exponential backoff and jitter (all calls here are
 //!   idempotent: GET, HEAD, PUT of whole objects, DELETE); when the tries are used up the call
 //!   fails with [`StorageError::Unavailable`], which the API answers with 503, and
-//!   [`Storage::problem`] says what is wrong until a call succeeds again. A 403 (credentials
+//!   [`Storage::problem`] says what is wrong until a call succeeds again. As with Swift, one
+//!   call ends by `request_timeout` whatever its tries are doing, and after a call got no
+//!   answer at all, calls fail at once for a while (`remote::bounded`). A 403 (credentials
 //!   rejected, access denied, clock skew) is not retried; it is `Unavailable` too, with S3's
 //!   code and message, so `/health` names it. When the secret key comes from a file, a 403
 //!   re-reads the file and, if the key changed, signs the request again (a rotated key is
@@ -63,8 +65,8 @@ pub mod sigv4;
 pub mod xml;
 
 use super::remote::{
-    self, Answer, Call, Head, Problem, RequestCounters, RequestStats, SharedCache, content_type,
-    enc, error_text, header, lock_cache, retryable_status,
+    self, Answer, Call, Failed, Head, Problem, RequestCounters, RequestStats, SharedCache,
+    content_type, enc, error_text, header, lock_cache, retryable_status,
 };
 use super::swift::time;
 use super::{ObjectMeta, ObjectStream, Result, Secret, Storage, StorageError, check_path, join};
@@ -102,6 +104,8 @@ pub struct S3Settings {
     pub connect_timeout: Duration,
     /// Limit for an answer, and for the pause between two reads of a body.
     pub timeout: Duration,
+    /// Limit for one call, all its tries and pauses included (plus 1 s per whole MiB sent).
+    pub request_timeout: Duration,
     /// Tries of one call, the first included.
     pub attempts: u32,
     /// Pause before the second try; it doubles with each further try (with jitter).
@@ -127,6 +131,7 @@ impl S3Settings {
             cacert: String::new(),
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(20),
+            request_timeout: remote::REQUEST_TIMEOUT,
             attempts: 3,
             backoff: Duration::from_millis(250),
             page_size: 1000,
@@ -147,6 +152,7 @@ impl S3Settings {
             secret_key_file,
             connect_timeout,
             timeout,
+            request_timeout,
             retries,
             env,
         } = cfg
@@ -172,6 +178,7 @@ impl S3Settings {
         s.cacert = set("AWS_CA_BUNDLE").unwrap_or_default();
         s.connect_timeout = *connect_timeout;
         s.timeout = *timeout;
+        s.request_timeout = *request_timeout;
         s.attempts = retries + 1;
         Ok(s)
     }
@@ -480,15 +487,23 @@ impl S3Storage {
         rb
     }
 
-    /// Sends a call, retrying what can be retried. Returns S3's answer for anything but 403
-    /// and retryable statuses.
+    /// Sends a call, retrying what can be retried, all within `request_timeout`; fails at
+    /// once while S3 is known not to answer. Returns S3's answer for anything but 403 and
+    /// retryable statuses.
     async fn execute(&self, call: &Call<'_>) -> Result<Answer> {
-        let res = self.execute_inner(call).await;
-        self.problem.track(&res);
-        res
+        let what = self.describe_call(call);
+        let limit = call.deadline(self.s.request_timeout);
+        remote::bounded(&self.problem, &what, limit, |deadline| {
+            self.execute_inner(call, deadline)
+        })
+        .await
     }
 
-    async fn execute_inner(&self, call: &Call<'_>) -> Result<Answer> {
+    async fn execute_inner(
+        &self,
+        call: &Call<'_>,
+        deadline: tokio::time::Instant,
+    ) -> std::result::Result<Answer, Failed> {
         let payload_hash = match &call.body {
             Some(b) => sigv4::sha256_hex(b),
             None => sigv4::EMPTY_SHA256.to_string(),
@@ -500,45 +515,55 @@ impl S3Storage {
             let secret = self.secret();
             let rb = self.request(call, &payload_hash, &secret);
             self.counters.count(&call.method, call.key.is_some());
-            let failure =
-                match remote::send(rb, call.time_limit(self.s.timeout), call.streamed).await {
-                    Ok(resp) if resp.status() == StatusCode::FORBIDDEN => {
-                        if !resigned && self.reread_secret(&secret) {
-                            resigned = true;
-                            continue;
-                        }
-                        let why = self.error_text(resp).await;
-                        return Err(StorageError::Unavailable(format!(
-                            "{}: S3 refuses the request: {why}",
-                            self.describe_call(call)
-                        )));
+            let limit = remote::try_limit(call.time_limit(self.s.timeout), deadline);
+            let mut unanswered = false;
+            let failure = match remote::send(rb, limit, call.streamed).await {
+                Ok(resp) if resp.status() == StatusCode::FORBIDDEN => {
+                    if !resigned && self.reread_secret(&secret) {
+                        resigned = true;
+                        continue;
                     }
-                    // A conditional PUT that meets another one in progress (AWS): try again.
-                    Ok(resp)
-                        if retryable_status(resp.status())
-                            || (resp.status() == StatusCode::CONFLICT
-                                && call.method == Method::PUT) =>
-                    {
-                        // A 409 says the PUT did not take effect; a 5xx may come after it did.
-                        ambiguous |= resp.status() != StatusCode::CONFLICT;
-                        self.error_text(resp).await
-                    }
-                    Ok(resp) => return Ok(Answer { resp, ambiguous }),
-                    Err((connect, msg)) => {
-                        ambiguous |= !connect;
-                        msg
-                    }
-                };
-            if attempt >= self.s.attempts {
-                return Err(StorageError::Unavailable(format!(
-                    "{}: {failure} (after {attempt} tries)",
+                    let why = self.error_text(resp).await;
+                    return Err(Failed::answered(StorageError::Unavailable(format!(
+                        "{}: S3 refuses the request: {why}",
+                        self.describe_call(call)
+                    ))));
+                }
+                // A conditional PUT that meets another one in progress (AWS): try again.
+                Ok(resp)
+                    if retryable_status(resp.status())
+                        || (resp.status() == StatusCode::CONFLICT
+                            && call.method == Method::PUT) =>
+                {
+                    // A 409 says the PUT did not take effect; a 5xx may come after it did.
+                    ambiguous |= resp.status() != StatusCode::CONFLICT;
+                    self.error_text(resp).await
+                }
+                Ok(resp) => return Ok(Answer { resp, ambiguous }),
+                Err((connect, msg)) => {
+                    ambiguous |= !connect;
+                    unanswered = true;
+                    msg
+                }
+            };
+            let give_up = |note: &str| Failed {
+                error: StorageError::Unavailable(format!(
+                    "{}: {failure} (after {attempt} tries{note})",
                     self.describe_call(call)
-                )));
+                )),
+                unanswered,
+            };
+            if attempt >= self.s.attempts {
+                return Err(give_up(""));
             }
             crate::debug!("s3 call failed; retrying", "call" => &self.describe_call(call),
                 "error" => failure.as_str(), "attempt" => attempt);
+            if !remote::pause(self.s.backoff, attempt, deadline).await {
+                return Err(give_up(
+                    "; no time left for another (storage.requesttimeout)",
+                ));
+            }
             remote::bump(&self.counters.retries);
-            remote::pause(self.s.backoff, attempt).await;
             attempt += 1;
         }
     }
@@ -918,6 +943,69 @@ mod tests {
         S3Settings::new("charts", "eu-west-1", "AK", Secret::Value("SK".into()))
     }
 
+    /// A server that accepts connections and never answers (a frozen S3); counts them.
+    fn hung_server() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        let n = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let count = n.clone();
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for c in l.incoming() {
+                count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(c);
+            }
+        });
+        (url, n)
+    }
+
+    #[tokio::test]
+    async fn a_hung_server_fails_an_upload_within_the_request_deadline() {
+        let (url, connections) = hung_server();
+        let mut s = settings();
+        s.endpoint = url;
+        s.timeout = Duration::from_millis(300);
+        s.backoff = Duration::from_millis(10);
+        s.attempts = 10;
+        s.request_timeout = Duration::from_secs(1);
+        let st = S3Storage::new(s).unwrap();
+        // Ten tries of 300 ms and their pauses would take about 8 s; the deadline is 1 s.
+        let t = std::time::Instant::now();
+        let e = st
+            .put("a-1.0.0.tgz", Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        let took = t.elapsed();
+        assert!(matches!(e, StorageError::Unavailable(_)), "{e}");
+        assert!(took >= Duration::from_millis(900), "{took:?}");
+        assert!(
+            took < Duration::from_secs(4),
+            "{took:?}: not bounded by the deadline"
+        );
+        assert!(
+            connections.load(std::sync::atomic::Ordering::SeqCst) >= 2,
+            "it retried"
+        );
+        assert!(st.problem().is_some());
+        // Known down now: the next upload is refused at once, without a request.
+        let sent = connections.load(std::sync::atomic::Ordering::SeqCst);
+        let t = std::time::Instant::now();
+        let e = st
+            .put_if_absent("b-1.0.0.tgz", Bytes::from_static(b"x"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, StorageError::Unavailable(m) if m.contains("not sent")),
+            "{e}"
+        );
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(connections.load(std::sync::atomic::Ordering::SeqCst), sent);
+    }
+
     #[test]
     fn addressing() {
         let mut s = settings();
@@ -1020,6 +1108,7 @@ mod tests {
             "--storage-amazon-sse=AES256",
             "--storage-amazon-timeout=90s",
             "--storage-amazon-retries=0",
+            "--storage-request-timeout=1m",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -1037,6 +1126,7 @@ mod tests {
         assert!(!s.path_style);
         assert_eq!(s.sse, "AES256");
         assert_eq!(s.timeout, Duration::from_secs(90));
+        assert_eq!(s.request_timeout, Duration::from_secs(60));
         assert_eq!(s.attempts, 1);
         assert_eq!(s.session_token.as_deref(), Some("TOK"));
         assert_eq!(s.secret_key, Secret::Value("SK".into()));

@@ -21,7 +21,10 @@
 //!   retried with exponential backoff and jitter (all calls here are idempotent: GET, HEAD,
 //!   PUT of whole objects, DELETE); when the tries are used up the call fails with
 //!   [`StorageError::Unavailable`], which the API answers with 503, and [`Storage::problem`]
-//!   says what is wrong until a call succeeds again. A 401 drops the token and logs in again
+//!   says what is wrong until a call succeeds again. One call, all its tries and pauses
+//!   included, ends by `request_timeout` (`storage.requesttimeout`, 30 s); after a call got no
+//!   answer at all, calls fail at once for `remote::DOWN_RETRY`, then one goes out again
+//!   (see `remote::bounded`). A 401 drops the token and logs in again
 //!   (twice at most per call). Objects read recently are kept in a small memory cache
 //!   (`cache_bytes`) that serves reads only while Swift cannot be reached. A retried DELETE
 //!   that finds nothing, or a retried conditional PUT that finds its own bytes, counts as done.
@@ -52,7 +55,7 @@ pub use auth::{AuthConfig, Secret};
 
 pub(crate) use super::remote::error_text;
 use super::remote::{
-    self, Answer, Call, Head, Problem, RequestCounters, RequestStats, SharedCache, bump,
+    self, Answer, Call, Failed, Head, Problem, RequestCounters, RequestStats, SharedCache, bump,
     content_type, enc, header, lock_cache, retryable_status,
 };
 use super::{ObjectMeta, ObjectStream, Result, Storage, StorageError, check_path, join};
@@ -71,6 +74,8 @@ pub struct SwiftSettings {
     pub connect_timeout: Duration,
     /// Limit for an answer, and for the pause between two reads of a body.
     pub timeout: Duration,
+    /// Limit for one call, all its tries and pauses included (plus 1 s per whole MiB sent).
+    pub request_timeout: Duration,
     /// Tries of one call, the first included.
     pub attempts: u32,
     /// Pause before the second try; it doubles with each further try (with jitter).
@@ -90,6 +95,7 @@ impl SwiftSettings {
             auth,
             connect_timeout: Duration::from_secs(5),
             timeout: Duration::from_secs(20),
+            request_timeout: remote::REQUEST_TIMEOUT,
             attempts: 3,
             backoff: Duration::from_millis(250),
             page_size: 10_000,
@@ -110,6 +116,7 @@ impl SwiftSettings {
             passwordfile,
             connect_timeout,
             timeout,
+            request_timeout,
             retries,
             env,
         } = cfg
@@ -123,6 +130,7 @@ impl SwiftSettings {
         s.prefix = prefix.clone();
         s.connect_timeout = *connect_timeout;
         s.timeout = *timeout;
+        s.request_timeout = *request_timeout;
         s.attempts = retries + 1;
         s.cacert = if cacert.is_empty() {
             get("OS_CACERT").unwrap_or_default()
@@ -244,25 +252,33 @@ impl SwiftStorage {
         }
     }
 
-    async fn pause(&self, attempt: u32) {
-        remote::pause(self.s.backoff, attempt).await;
-    }
-
-    /// Sends a call, logging in as needed, retrying what can be retried. Returns Swift's
+    /// Sends a call, logging in as needed, retrying what can be retried, all within
+    /// `request_timeout`; fails at once while Swift is known not to answer. Returns Swift's
     /// answer for anything but 401 and retryable statuses.
     async fn execute(&self, call: &Call<'_>) -> Result<Answer> {
-        let res = self.execute_inner(call).await;
-        self.problem.track(&res);
-        res
+        let what = self.describe_call(call);
+        let limit = call.deadline(self.s.request_timeout);
+        remote::bounded(&self.problem, &what, limit, |deadline| {
+            self.execute_inner(call, deadline)
+        })
+        .await
     }
 
-    async fn execute_inner(&self, call: &Call<'_>) -> Result<Answer> {
+    async fn execute_inner(
+        &self,
+        call: &Call<'_>,
+        deadline: tokio::time::Instant,
+    ) -> std::result::Result<Answer, Failed> {
         let mut attempt = 1u32;
         let mut reauths = 0u32;
         let mut ambiguous = false;
         loop {
+            // Whether this try got no answer at all (from Swift, or from its auth service).
+            let mut unanswered = true;
             let failure = match self.auth.token().await {
-                Err(f) if !f.retryable => return Err(StorageError::Unavailable(f.message)),
+                Err(f) if !f.retryable => {
+                    return Err(Failed::answered(StorageError::Unavailable(f.message)));
+                }
                 Err(f) => f.message,
                 Ok(tok) => {
                     let url = self.url(&tok.storage_url, call.key, call.query);
@@ -280,8 +296,8 @@ impl SwiftStorage {
                             .body(b.clone());
                     }
                     self.counters.count(&call.method, call.key.is_some());
-                    let sent =
-                        remote::send(rb, call.time_limit(self.s.timeout), call.streamed).await;
+                    let limit = remote::try_limit(call.time_limit(self.s.timeout), deadline);
+                    let sent = remote::send(rb, limit, call.streamed).await;
                     match sent {
                         Ok(resp) if resp.status() == StatusCode::UNAUTHORIZED => {
                             if reauths < 2 {
@@ -292,13 +308,14 @@ impl SwiftStorage {
                                 self.auth.invalidate(&tok).await;
                                 continue;
                             }
-                            return Err(StorageError::Unavailable(format!(
+                            return Err(Failed::answered(StorageError::Unavailable(format!(
                                 "{}: Swift rejects the token it gave (401)",
                                 self.describe_call(call)
-                            )));
+                            ))));
                         }
                         Ok(resp) if retryable_status(resp.status()) => {
                             ambiguous = true;
+                            unanswered = false;
                             format!("{}", resp.status())
                         }
                         Ok(resp) => return Ok(Answer { resp, ambiguous }),
@@ -309,16 +326,24 @@ impl SwiftStorage {
                     }
                 }
             };
-            if attempt >= self.s.attempts {
-                return Err(StorageError::Unavailable(format!(
-                    "{}: {failure} (after {attempt} tries)",
+            let give_up = |note: &str| Failed {
+                error: StorageError::Unavailable(format!(
+                    "{}: {failure} (after {attempt} tries{note})",
                     self.describe_call(call)
-                )));
+                )),
+                unanswered,
+            };
+            if attempt >= self.s.attempts {
+                return Err(give_up(""));
             }
             crate::debug!("swift call failed; retrying", "call" => &self.describe_call(call),
                 "error" => failure.as_str(), "attempt" => attempt);
+            if !remote::pause(self.s.backoff, attempt, deadline).await {
+                return Err(give_up(
+                    "; no time left for another (storage.requesttimeout)",
+                ));
+            }
             bump(&self.counters.retries);
-            self.pause(attempt).await;
             attempt += 1;
         }
     }
@@ -650,6 +675,7 @@ mod tests {
             "--storage-openstack-connect-timeout=2s",
             "--storage-openstack-timeout=90s",
             "--storage-openstack-retries=0",
+            "--storage-request-timeout=45s",
         ]
         .iter()
         .map(|s| s.to_string())
@@ -666,6 +692,7 @@ mod tests {
         assert_eq!(s.connect_timeout, Duration::from_secs(2));
         assert_eq!(s.timeout, Duration::from_secs(90));
         assert_eq!(s.attempts, 1);
+        assert_eq!(s.request_timeout, Duration::from_secs(45));
     }
 
     #[test]
