@@ -171,13 +171,14 @@ impl Ctx<'_> {
                 _ => {}
             }
         }
-        let window = match (offset, limit) {
-            (None, None) => None,
-            (o, l) => Some((o.unwrap_or(0), l.unwrap_or(usize::MAX))),
-        };
         let repo = self.repo().await?;
-        let body = repo.index().entries_json(window);
-        Ok(json_response(StatusCode::OK, body))
+        // Prepared bytes, rebuilt once per change; a window is slices of them, so a response
+        // holds no copy of its own however many are in flight.
+        let prepared = repo.index().charts_json();
+        let pieces = prepared.window(offset.unwrap_or(0), limit.unwrap_or(usize::MAX));
+        let mut resp = json_response(StatusCode::OK, Bytes::new());
+        *resp.body_mut() = slices_body(pieces);
+        Ok(resp)
     }
 
     async fn chart_versions(&self, name: &str, head: bool) -> Result<Response<Body>> {
@@ -530,6 +531,35 @@ impl Ctx<'_> {
         repo.record_delete(&file);
         Ok(json_response(StatusCode::OK, "{\"deleted\":true}"))
     }
+}
+
+/// A body made of shared byte slices sent one after the other, with its exact length.
+struct Slices(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Slices {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, std::io::Error>>>
+    {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+fn slices_body(pieces: Vec<Bytes>) -> Body {
+    use http_body_util::BodyExt;
+    Slices(pieces.into_iter().filter(|b| !b.is_empty()).collect()).boxed()
 }
 
 fn saved() -> Response<Body> {
