@@ -522,7 +522,9 @@ mod tests {
                 let mut at = 0;
                 for n in names {
                     let key = format!("{}:[", json_str(n));
-                    let pos = String::from_utf8_lossy(&body)[at..].find(&key).map(|p| p + at);
+                    let pos = String::from_utf8_lossy(&body)[at..]
+                        .find(&key)
+                        .map(|p| p + at);
                     prop_assert!(pos.is_some(), "{key} missing or out of order");
                     at = pos.unwrap_or(0);
                 }
@@ -533,8 +535,14 @@ mod tests {
         assert_eq!(idx.charts_json().window(0, usize::MAX).concat(), b"{}");
         add(&mut idx, "a", "1.0.0");
         let first = idx.charts_json();
-        assert!(Arc::ptr_eq(&first, &idx.charts_json()), "rebuilt without a change");
+        assert!(
+            Arc::ptr_eq(&first, &idx.charts_json()),
+            "rebuilt without a change"
+        );
         add(&mut idx, "b", "1.0.0");
-        assert!(!Arc::ptr_eq(&first, &idx.charts_json()), "stale after a change");
+        assert!(
+            !Arc::ptr_eq(&first, &idx.charts_json()),
+            "stale after a change"
+        );
     }
 }

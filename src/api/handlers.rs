@@ -207,44 +207,42 @@ impl Ctx<'_> {
         }
     }
 
-    async fn chart_files(&self, name: &str, version: &str) -> Result<chart::ChartFiles> {
+    /// Reads a stored version's package and runs `f` on it off the runtime thread (gated, see
+    /// [`chart::parse_off_thread`]). A limit hit is 422 (the stored chart cannot be shown
+    /// within this server's limits; asking again will not help), another failure 500.
+    async fn with_package<T: Send + 'static>(
+        &self,
+        name: &str,
+        version: &str,
+        f: fn(&[u8], &chart::Limits) -> std::result::Result<T, chart::ChartError>,
+    ) -> Result<T> {
         let entry = self.lookup(name, version).await?;
         let data = self
             .registry
             .storage
             .get(&join(self.repo_key, &entry.file))
             .await?;
-        chart::off_thread(move || chart::read_files(&data))
+        let limits = self.cfg.chart_limits;
+        chart::parse_off_thread(move || f(&data, &limits))
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))
+            .map_err(|e| {
+                if e.is_limit() {
+                    ApiError::Unprocessable(e.to_string())
+                } else {
+                    ApiError::Internal(e.to_string())
+                }
+            })
     }
 
     async fn templates(&self, name: &str, version: &str) -> Result<Response<Body>> {
-        use base64::Engine;
-        let files = self.chart_files(name, version).await?;
-        let templates: Vec<serde_json::Value> = files
-            .templates
-            .iter()
-            .map(|(n, d)| {
-                serde_json::json!({
-                    "name": format!("templates/{}", n.trim_start_matches("templates/")),
-                    "data": base64::engine::general_purpose::STANDARD.encode(d),
-                })
-            })
-            .collect();
-        let values: serde_json::Value = match &files.values {
-            None => serde_json::Value::Null,
-            Some(v) if v.iter().all(u8::is_ascii_whitespace) => serde_json::json!({}),
-            Some(v) => serde_norway::from_slice(v)
-                .map_err(|e| ApiError::Internal(format!("cannot parse values.yaml: {e}")))?,
-        };
-        let body = serde_json::json!({ "templates": templates, "values": values });
-        Ok(json_response(StatusCode::OK, body.to_string()))
+        let body = self
+            .with_package(name, version, chart::templates_json)
+            .await?;
+        Ok(json_response(StatusCode::OK, body))
     }
 
     async fn values(&self, name: &str, version: &str) -> Result<Response<Body>> {
-        let files = self.chart_files(name, version).await?;
-        match files.values {
+        match self.with_package(name, version, chart::read_values).await? {
             Some(v) => Ok(ok_body(v, "application/yaml")),
             None => Err(ApiError::NotFound("values.yaml not found".into())),
         }
@@ -331,7 +329,9 @@ impl Ctx<'_> {
             return self.upload_multipart().await;
         }
         let body = self.body.clone();
-        let meta = chart::off_thread(move || chart::read_metadata(&body)).await?;
+        let limits = self.cfg.chart_limits;
+        let meta =
+            chart::parse_off_thread(move || chart::read_metadata_with(&body, &limits)).await?;
         let file = meta.file_name();
         if !chart::is_plain_file_name(&file) {
             return Err(ApiError::BadRequest(format!(
@@ -441,7 +441,8 @@ impl Ctx<'_> {
         let meta = match &chart_data {
             Some(d) => {
                 let d = d.clone();
-                Some(chart::off_thread(move || chart::read_metadata(&d)).await?)
+                let limits = self.cfg.chart_limits;
+                Some(chart::parse_off_thread(move || chart::read_metadata_with(&d, &limits)).await?)
             }
             None => None,
         };
@@ -543,8 +544,7 @@ impl http_body::Body for Slices {
     fn poll_frame(
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, std::io::Error>>>
-    {
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, std::io::Error>>> {
         std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
     }
 
