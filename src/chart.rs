@@ -553,9 +553,10 @@ pub fn read_metadata_with(data: &[u8], limits: &Limits) -> Result<Metadata, Char
     )?;
     let bytes = found.ok_or(ChartError::NoChartYaml)?;
     // A billion laughs is refused here, within the YAML budget, before it can expand.
-    match parse_yaml_bounded(&bytes, "Chart.yaml", limits) {
-        Err(e @ ChartError::YamlTooLarge { .. }) => return Err(e),
-        Err(_) | Ok(_) => {}
+    if let Err(e @ ChartError::YamlTooLarge { .. }) =
+        parse_yaml_bounded(&bytes, "Chart.yaml", limits)
+    {
+        return Err(e);
     }
     Metadata::from_yaml(&bytes)
 }
@@ -871,5 +872,157 @@ mod tests {
             parsed > 100,
             "only {parsed} of 3000 damaged packages parsed"
         );
+    }
+
+    /// Counts the bytes allocated by the current thread, to check what parsing a package costs.
+    mod alloc_count {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        pub struct Counting;
+
+        thread_local! {
+            static NOW: Cell<isize> = const { Cell::new(0) };
+            static PEAK: Cell<isize> = const { Cell::new(0) };
+        }
+
+        fn add(n: isize) {
+            let _ = NOW.try_with(|now| {
+                let v = now.get() + n;
+                now.set(v);
+                let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
+            });
+        }
+
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+                add(l.size() as isize);
+                unsafe { System.alloc(l) }
+            }
+            unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+                add(-(l.size() as isize));
+                unsafe { System.dealloc(p, l) }
+            }
+            unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+                add(new as isize - l.size() as isize);
+                unsafe { System.realloc(p, l, new) }
+            }
+        }
+
+        #[global_allocator]
+        static COUNTING: Counting = Counting;
+
+        /// Peak bytes held by this thread while `f` runs, above what it held before.
+        pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+            let base = NOW.with(Cell::get);
+            PEAK.with(|p| p.set(base));
+            let out = f();
+            let peak = PEAK.with(Cell::get);
+            (out, (peak - base).max(0) as usize)
+        }
+    }
+
+    /// Any generated tar stream (random header types, declared sizes up to 250 MiB, actual
+    /// data up to three times the per-file limit, random Chart.yaml and values text), gzip'd or
+    /// not, and any byte string: read_metadata, read_files and templates_json give a result or
+    /// an error, never a panic, and never hold more memory than the limits allow.
+    #[test]
+    fn any_package_bounded_memory() {
+        use proptest::prelude::*;
+        const FILE: u64 = 4096;
+        const CHART: u64 = 32 * 1024;
+        let limits = Limits {
+            max_chart_size: CHART,
+            max_file_size: FILE,
+        };
+        // Decoder state and buffers, plus files kept (at most the chart), plus the answer
+        // (at most the chart), plus YAML parsing of a file (at most 128 bytes a byte of text).
+        let bound = 256 * 1024 + 2 * CHART as usize + 128 * FILE as usize;
+        let header = |name: &str, t: u8, size: u64| {
+            let mut b = vec![0u8; 512];
+            let n = name.len().min(100);
+            b[..n].copy_from_slice(&name.as_bytes()[..n]);
+            b[124..136].copy_from_slice(format!("{:011o}\0", size.min(0o77777777777)).as_bytes());
+            b[156] = t;
+            b[257..263].copy_from_slice(b"ustar\0");
+            b[148..156].copy_from_slice(b"        ");
+            let sum: u64 = b.iter().map(|&x| u64::from(x)).sum();
+            b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+            b
+        };
+        let part = (
+            prop::sample::select(vec![b'0', 0, b'5', b'L', b'K', b'x', b'g', b'S', b'2']),
+            prop::sample::select(vec![
+                "c/Chart.yaml",
+                "c/values.yaml",
+                "c/templates/a.yaml",
+                "c/other",
+                "x",
+            ]),
+            prop_oneof![
+                0u64..3 * FILE,
+                Just(250u64 << 20),
+                Just(FILE),
+                Just(FILE + 1)
+            ],
+            0usize..3 * FILE as usize,
+            prop_oneof![
+                Just(b"name: c\nversion: 1.0.0\n".to_vec()),
+                Just(b"a: &a [1,1,1,1,1,1,1,1]\nb: [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n".to_vec()),
+                prop::collection::vec(any::<u8>(), 0..64),
+            ],
+        );
+        let strategy = (
+            prop::collection::vec(part, 0..8),
+            any::<bool>(),
+            prop::collection::vec(any::<u8>(), 0..256),
+        );
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 300,
+            ..ProptestConfig::default()
+        });
+        runner
+            .run(&strategy, |(parts, gzip, noise)| {
+                let mut tar = Vec::new();
+                for (t, name, declared, actual, text) in parts {
+                    tar.extend_from_slice(&header(name, t, declared));
+                    let mut data = text.clone();
+                    data.resize(actual.max(text.len()), b'9');
+                    tar.extend_from_slice(&data);
+                    tar.resize(tar.len().div_ceil(512) * 512, 0);
+                }
+                let data = if gzip {
+                    let mut enc =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    std::io::Write::write_all(&mut enc, &tar).expect("gz");
+                    enc.finish().expect("gz")
+                } else {
+                    noise
+                };
+                let (_, m1) = alloc_count::peak_during(|| read_metadata_with(&data, &limits));
+                let (_, m2) = alloc_count::peak_during(|| read_files_with(&data, &limits));
+                let (_, m3) = alloc_count::peak_during(|| templates_json(&data, &limits));
+                let (_, m4) = alloc_count::peak_during(|| read_values(&data, &limits));
+                let worst = m1.max(m2).max(m3).max(m4);
+                prop_assert!(worst <= bound, "{worst} bytes held, bound {bound}");
+                Ok(())
+            })
+            .unwrap();
+        // The measure itself works: a 250 MiB GNU long name costs nothing, a 3 MiB one under
+        // a 4 MiB limit is held whole.
+        let mut bomb = header("././@LongLink", b'L', 3 << 20);
+        bomb.resize(512 + (3 << 20), b'n');
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &bomb).expect("gz");
+        let bomb = enc.finish().expect("gz");
+        let (r, m) = alloc_count::peak_during(|| read_metadata_with(&bomb, &limits));
+        assert!(matches!(r, Err(ChartError::FileTooLarge { .. })), "{r:?}");
+        assert!(m < bound, "{m}");
+        let wide = Limits {
+            max_chart_size: 8 << 20,
+            max_file_size: 4 << 20,
+        };
+        let (_, m) = alloc_count::peak_during(|| read_metadata_with(&bomb, &wide));
+        assert!(m >= 3 << 20, "{m}");
     }
 }

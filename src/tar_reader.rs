@@ -354,8 +354,11 @@ fn parse_number(field: &[u8]) -> Option<u64> {
     Some(v)
 }
 
+/// One PAX record: key and value.
+type PaxRecord<'a> = (&'a [u8], &'a [u8]);
+
 /// PAX records: `<length> <key>=<value>\n`, the length counting the whole record.
-fn parse_pax(mut data: &[u8]) -> Result<Vec<(&[u8], &[u8])>, TarError> {
+fn parse_pax(mut data: &[u8]) -> Result<Vec<PaxRecord<'_>>, TarError> {
     let mut out = Vec::new();
     while !data.is_empty() {
         let space = data
@@ -554,13 +557,10 @@ mod tests {
                 data.resize(data.len().div_ceil(BLOCK) * BLOCK, 0);
             }
             let mut r = TarReader::new(&data[..], 1024, 4096);
-            loop {
-                match r.next_entry() {
-                    Ok(Some(e)) => {
-                        proptest::prop_assert!(e.size <= 1024);
-                        if r.read_data(&e).is_err() { break; }
-                    }
-                    Ok(None) | Err(_) => break,
+            while let Ok(Some(e)) = r.next_entry() {
+                proptest::prop_assert!(e.size <= 1024);
+                if r.read_data(&e).is_err() {
+                    break;
                 }
             }
             proptest::prop_assert!(r.consumed <= 4096);
