@@ -2,16 +2,53 @@
 //! from the package's own `Chart.yaml`, validated as Helm validates it.
 
 use std::collections::BTreeMap;
-use std::io::Read;
 
 use serde::{Deserialize, Serialize};
 
+use crate::tar_reader::{Kind, TarError, TarReader};
 use crate::version::Version;
 
-/// How much a package may decompress to before it is refused (zip-bomb guard).
-const MAX_UNPACKED: u64 = 256 * 1024 * 1024;
+/// Helm's loader limits (`MaxDecompressedChartSize`, `MaxDecompressedFileSize`), the defaults
+/// of `maxdecompressedchartsize` and `maxdecompressedfilesize`.
+pub const DEFAULT_MAX_CHART_SIZE: u64 = 100 * 1024 * 1024;
+pub const DEFAULT_MAX_FILE_SIZE: u64 = 5 * 1024 * 1024;
 /// Largest `Chart.yaml` we read.
 const MAX_CHART_YAML: u64 = 1024 * 1024;
+/// How many packages are unpacked at once, server-wide (uploads, packages read from storage,
+/// `/templates` and `/values`): with the limits, this bounds the memory that parsing uses.
+pub const PARSES_AT_ONCE: usize = 2;
+
+/// How far a package may unpack. Every byte of the tar stream counts against `max_chart_size`
+/// (headers and extension headers included); every entry, extension headers included, is held
+/// to `max_file_size`. Parsed YAML (`Chart.yaml`, `values.yaml`) may take at most
+/// [`Limits::yaml_budget`] bytes once aliases are expanded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    pub max_chart_size: u64,
+    pub max_file_size: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_chart_size: DEFAULT_MAX_CHART_SIZE,
+            max_file_size: DEFAULT_MAX_FILE_SIZE,
+        }
+    }
+}
+
+impl Limits {
+    /// What a parsed YAML file may take in memory (estimated: 32 bytes a node plus its text),
+    /// aliases expanded: 8 times the per-file limit.
+    pub fn yaml_budget(&self) -> u64 {
+        self.max_file_size.saturating_mul(8)
+    }
+
+    /// Largest answer of `/templates` (base64 templates and values as JSON).
+    pub fn answer_limit(&self) -> u64 {
+        self.max_chart_size
+    }
+}
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ChartError {
@@ -21,8 +58,27 @@ pub enum ChartError {
     NotGzip,
     #[error("chart package is not a valid tar archive: {0}")]
     BadTar(String),
-    #[error("chart package unpacks to more than {MAX_UNPACKED} bytes")]
-    TooLarge,
+    #[error(
+        "chart package decompresses to more than {limit} bytes \
+         (maximum decompressed chart size, max-decompressed-chart-size)"
+    )]
+    TooLarge { limit: u64 },
+    #[error(
+        "{what} in the chart package is larger than {limit} bytes \
+         (maximum decompressed file size, max-decompressed-file-size)"
+    )]
+    FileTooLarge { what: String, limit: u64 },
+    #[error("Chart.yaml is larger than {MAX_CHART_YAML} bytes")]
+    ChartYamlTooLarge,
+    #[error(
+        "{file}: the parsed YAML would take more than {limit} bytes (aliases expanded; \
+         8 times max-decompressed-file-size)"
+    )]
+    YamlTooLarge { file: &'static str, limit: u64 },
+    #[error("the answer would be larger than {limit} bytes (max-decompressed-chart-size)")]
+    AnswerTooLarge { limit: u64 },
+    #[error("cannot parse {file}: {error}")]
+    BadYaml { file: &'static str, error: String },
     #[error("Chart.yaml file is missing")]
     NoChartYaml,
     #[error("cannot parse Chart.yaml: {0}")]
@@ -31,6 +87,31 @@ pub enum ChartError {
     Invalid(String),
     #[error("invalid provenance file")]
     BadProvenance,
+}
+
+impl ChartError {
+    /// A limit of the server (not a defect of the package as Helm sees it) was hit.
+    pub fn is_limit(&self) -> bool {
+        matches!(
+            self,
+            ChartError::TooLarge { .. }
+                | ChartError::FileTooLarge { .. }
+                | ChartError::ChartYamlTooLarge
+                | ChartError::YamlTooLarge { .. }
+                | ChartError::AnswerTooLarge { .. }
+        )
+    }
+}
+
+fn tar_error(e: TarError) -> ChartError {
+    match e {
+        TarError::TooLarge { limit } => ChartError::TooLarge { limit },
+        TarError::EntryTooLarge { subject, limit } => ChartError::FileTooLarge {
+            what: subject.to_string(),
+            limit,
+        },
+        other => ChartError::BadTar(other.to_string()),
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -219,9 +300,11 @@ impl Metadata {
 }
 
 /// Walks the files of a package, calling `visit(path_inside_chart, contents)` for each file
-/// whose path `want` accepts. Paths are relative to the chart's top-level directory.
+/// whose path `want` accepts. Paths are relative to the chart's top-level directory. Every
+/// size is checked against `limits` before anything is read or allocated.
 fn walk_package(
     data: &[u8],
+    limits: &Limits,
     mut want: impl FnMut(&str) -> bool,
     mut visit: impl FnMut(&str, Vec<u8>) -> Result<(), ChartError>,
 ) -> Result<(), ChartError> {
@@ -231,26 +314,13 @@ fn walk_package(
     if data.len() < 2 || data[0] != 0x1f || data[1] != 0x8b {
         return Err(ChartError::NotGzip);
     }
-    let gz = flate2::read::GzDecoder::new(data).take(MAX_UNPACKED + 1);
-    let mut archive = tar::Archive::new(gz);
-    let entries = archive
-        .entries()
-        .map_err(|e| ChartError::BadTar(e.to_string()))?;
-    let mut total: u64 = 0;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| ChartError::BadTar(e.to_string()))?;
-        total = total.saturating_add(entry.size());
-        if total > MAX_UNPACKED {
-            return Err(ChartError::TooLarge);
-        }
-        let kind = entry.header().entry_type();
-        if !(kind.is_file() || kind == tar::EntryType::Continuous) {
+    let gz = flate2::read::GzDecoder::new(data);
+    let mut tar = TarReader::new(gz, limits.max_file_size, limits.max_chart_size);
+    while let Some(entry) = tar.next_entry().map_err(tar_error)? {
+        if entry.kind != Kind::File {
             continue;
         }
-        let path = match entry.path() {
-            Ok(p) => p.to_string_lossy().replace('\\', "/"),
-            Err(e) => return Err(ChartError::BadTar(e.to_string())),
-        };
+        let path = entry.path.replace('\\', "/");
         let inner = match path.trim_start_matches("./").split_once('/') {
             Some((_, rest)) => rest.to_string(),
             None => continue,
@@ -258,25 +328,171 @@ fn walk_package(
         if !want(&inner) {
             continue;
         }
-        let limit = if inner == "Chart.yaml" {
-            MAX_CHART_YAML
-        } else {
-            MAX_UNPACKED
-        };
-        let mut buf = Vec::with_capacity(entry.size().min(limit) as usize);
-        (&mut entry)
-            .take(limit + 1)
-            .read_to_end(&mut buf)
-            .map_err(|e| ChartError::BadTar(e.to_string()))?;
-        if buf.len() as u64 > limit {
-            return Err(ChartError::TooLarge);
+        if inner == "Chart.yaml" && entry.size > MAX_CHART_YAML {
+            return Err(ChartError::ChartYamlTooLarge);
         }
+        let buf = tar.read_data(&entry).map_err(tar_error)?;
         visit(&inner, buf)?;
     }
-    if total > MAX_UNPACKED {
-        return Err(ChartError::TooLarge);
-    }
     Ok(())
+}
+
+/// Parses YAML into JSON values within `limits`' YAML budget: every node (aliases expanded)
+/// costs 32 bytes plus its text, and going over the budget stops the parse at once, before a
+/// billion laughs can expand.
+pub fn parse_yaml_bounded(
+    text: &[u8],
+    file: &'static str,
+    limits: &Limits,
+) -> Result<serde_json::Value, ChartError> {
+    let budget = yaml_bounded::Budget::new(limits.yaml_budget());
+    let de = serde_norway::Deserializer::from_slice(text);
+    match serde::de::DeserializeSeed::deserialize(yaml_bounded::Build(&budget), de) {
+        Ok(v) => Ok(v),
+        Err(_) if budget.exceeded() => Err(ChartError::YamlTooLarge {
+            file,
+            limit: limits.yaml_budget(),
+        }),
+        Err(e) => Err(ChartError::BadYaml {
+            file,
+            error: e.to_string(),
+        }),
+    }
+}
+
+/// A `DeserializeSeed` that builds a `serde_json::Value` as serde_json's own does, charging
+/// each node to a budget.
+mod yaml_bounded {
+    use std::cell::Cell;
+
+    use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
+    use serde_json::{Map, Number, Value};
+
+    const NODE: u64 = 32;
+
+    pub struct Budget {
+        left: Cell<u64>,
+        exceeded: Cell<bool>,
+    }
+
+    impl Budget {
+        pub fn new(limit: u64) -> Budget {
+            Budget {
+                left: Cell::new(limit),
+                exceeded: Cell::new(false),
+            }
+        }
+
+        pub fn exceeded(&self) -> bool {
+            self.exceeded.get()
+        }
+
+        fn charge<E: de::Error>(&self, cost: u64) -> Result<(), E> {
+            match self.left.get().checked_sub(cost) {
+                Some(left) => {
+                    self.left.set(left);
+                    Ok(())
+                }
+                None => {
+                    self.exceeded.set(true);
+                    Err(E::custom("YAML document too large once parsed"))
+                }
+            }
+        }
+    }
+
+    pub struct Build<'a>(pub &'a Budget);
+
+    impl<'de> DeserializeSeed<'de> for Build<'_> {
+        type Value = Value;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
+    struct Key<'a>(&'a Budget);
+
+    impl<'de> DeserializeSeed<'de> for Key<'_> {
+        type Value = String;
+        fn deserialize<D: de::Deserializer<'de>>(self, d: D) -> Result<String, D::Error> {
+            let k = <String as de::Deserialize>::deserialize(d)?;
+            self.0.charge(NODE + k.len() as u64)?;
+            Ok(k)
+        }
+    }
+
+    impl<'de> Visitor<'de> for Build<'_> {
+        type Value = Value;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+            f.write_str("any YAML value")
+        }
+
+        fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+            self.0.charge(NODE)?;
+            Ok(Value::Bool(v))
+        }
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+            self.0.charge(NODE)?;
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+            self.0.charge(NODE)?;
+            Ok(Value::Number(v.into()))
+        }
+        fn visit_i128<E: de::Error>(self, v: i128) -> Result<Value, E> {
+            match (i64::try_from(v), u64::try_from(v)) {
+                (Ok(i), _) => self.visit_i64(i),
+                (_, Ok(u)) => self.visit_u64(u),
+                _ => self.visit_f64(v as f64),
+            }
+        }
+        fn visit_u128<E: de::Error>(self, v: u128) -> Result<Value, E> {
+            match u64::try_from(v) {
+                Ok(u) => self.visit_u64(u),
+                Err(_) => self.visit_f64(v as f64),
+            }
+        }
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+            self.0.charge(NODE)?;
+            Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+        }
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+            self.0.charge(NODE + v.len() as u64)?;
+            Ok(Value::String(v.to_string()))
+        }
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+            self.0.charge(NODE + v.len() as u64)?;
+            Ok(Value::String(v))
+        }
+        fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+            self.0.charge(NODE)?;
+            Ok(Value::Null)
+        }
+        fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+            self.visit_none()
+        }
+        fn visit_some<D: de::Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+            d.deserialize_any(self)
+        }
+        fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+            self.0.charge(NODE)?;
+            let mut out = Vec::new();
+            while let Some(v) = seq.next_element_seed(Build(self.0))? {
+                out.push(v);
+            }
+            Ok(Value::Array(out))
+        }
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+            self.0.charge(NODE)?;
+            let mut out = Map::new();
+            while let Some(k) = map.next_key_seed(Key(self.0))? {
+                let v = map.next_value_seed(Build(self.0))?;
+                out.insert(k, v);
+            }
+            Ok(Value::Object(out))
+        }
+    }
 }
 
 /// Runs CPU work whose cost grows with a package's size (unpacking, hashing) on tokio's
@@ -295,11 +511,38 @@ where
     }
 }
 
-/// Reads and validates a package's `Chart.yaml`.
+/// Runs the parsing of a package off the runtime thread, at most [`PARSES_AT_ONCE`] at a
+/// time server-wide: with the [`Limits`], this bounds the memory parsing takes however many
+/// uploads and reads arrive at once. The permit lives as long as the work, even when the
+/// request that started it goes away.
+pub async fn parse_off_thread<T, F>(f: F) -> T
+where
+    F: FnOnce() -> T + Send + 'static,
+    T: Send + 'static,
+{
+    static GATE: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(PARSES_AT_ONCE);
+    // The semaphore is never closed, so acquiring cannot fail; without a permit the work
+    // still runs rather than failing the request.
+    let permit = GATE.acquire().await.ok();
+    off_thread(move || {
+        let out = f();
+        drop(permit);
+        out
+    })
+    .await
+}
+
+/// Reads and validates a package's `Chart.yaml`, with Helm's default limits.
 pub fn read_metadata(data: &[u8]) -> Result<Metadata, ChartError> {
+    read_metadata_with(data, &Limits::default())
+}
+
+/// Reads and validates a package's `Chart.yaml` within `limits`.
+pub fn read_metadata_with(data: &[u8], limits: &Limits) -> Result<Metadata, ChartError> {
     let mut found: Option<Vec<u8>> = None;
     walk_package(
         data,
+        limits,
         |p| p == "Chart.yaml",
         |_, bytes| {
             if found.is_none() {
@@ -309,6 +552,12 @@ pub fn read_metadata(data: &[u8]) -> Result<Metadata, ChartError> {
         },
     )?;
     let bytes = found.ok_or(ChartError::NoChartYaml)?;
+    // A billion laughs is refused here, within the YAML budget, before it can expand.
+    if let Err(e @ ChartError::YamlTooLarge { .. }) =
+        parse_yaml_bounded(&bytes, "Chart.yaml", limits)
+    {
+        return Err(e);
+    }
     Metadata::from_yaml(&bytes)
 }
 
@@ -318,7 +567,12 @@ pub struct ChartFiles {
     pub values: Option<Vec<u8>>,
 }
 
+/// Reads a package's templates and values, with Helm's default limits.
 pub fn read_files(data: &[u8]) -> Result<ChartFiles, ChartError> {
+    read_files_with(data, &Limits::default())
+}
+
+pub fn read_files_with(data: &[u8], limits: &Limits) -> Result<ChartFiles, ChartError> {
     let mut files = ChartFiles {
         templates: Vec::new(),
         values: None,
@@ -326,6 +580,7 @@ pub fn read_files(data: &[u8]) -> Result<ChartFiles, ChartError> {
     let mut saw_chart_yaml = false;
     walk_package(
         data,
+        limits,
         |p| p == "values.yaml" || p == "Chart.yaml" || p.starts_with("templates/"),
         |p, bytes| {
             match p {
@@ -340,6 +595,102 @@ pub fn read_files(data: &[u8]) -> Result<ChartFiles, ChartError> {
         return Err(ChartError::NoChartYaml);
     }
     Ok(files)
+}
+
+/// A package's `values.yaml` as stored (`None` without one), within `limits`.
+pub fn read_values(data: &[u8], limits: &Limits) -> Result<Option<Vec<u8>>, ChartError> {
+    let mut values = None;
+    let mut saw_chart_yaml = false;
+    walk_package(
+        data,
+        limits,
+        |p| p == "values.yaml" || p == "Chart.yaml",
+        |p, bytes| {
+            match p {
+                "values.yaml" => values = Some(bytes),
+                _ => saw_chart_yaml = true,
+            }
+            Ok(())
+        },
+    )?;
+    if !saw_chart_yaml {
+        return Err(ChartError::NoChartYaml);
+    }
+    Ok(values)
+}
+
+/// The answer of `/templates`: `{"templates":[{"data":<base64>,"name":"templates/..."},...],
+/// "values":<values.yaml as JSON>}`. Templates are encoded as they are read (no copy of the
+/// package's files is kept), values.yaml is parsed within the YAML budget, and the whole answer
+/// within [`Limits::answer_limit`].
+pub fn templates_json(data: &[u8], limits: &Limits) -> Result<Vec<u8>, ChartError> {
+    use base64::Engine;
+    use std::io::Write;
+    let limit = limits.answer_limit();
+    let too_large = || ChartError::AnswerTooLarge { limit };
+    let mut out = Bounded {
+        buf: b"{\"templates\":[".to_vec(),
+        limit,
+    };
+    let mut values: Option<Vec<u8>> = None;
+    let mut saw_chart_yaml = false;
+    let mut first = true;
+    walk_package(
+        data,
+        limits,
+        |p| p == "values.yaml" || p == "Chart.yaml" || p.starts_with("templates/"),
+        |p, bytes| {
+            match p {
+                "values.yaml" => values = Some(bytes),
+                "Chart.yaml" => saw_chart_yaml = true,
+                _ => {
+                    let name = format!("templates/{}", p.trim_start_matches("templates/"));
+                    let name = serde_json::to_string(&name).map_err(|_| too_large())?;
+                    let encoded = base64::engine::general_purpose::STANDARD.encode(&bytes);
+                    drop(bytes);
+                    let sep = if first { "" } else { "," };
+                    first = false;
+                    write!(out, "{sep}{{\"data\":\"{encoded}\",\"name\":{name}}}")
+                        .map_err(|_| too_large())?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    if !saw_chart_yaml {
+        return Err(ChartError::NoChartYaml);
+    }
+    out.write_all(b"],\"values\":").map_err(|_| too_large())?;
+    let parsed = match &values {
+        None => serde_json::Value::Null,
+        Some(v) if v.iter().all(u8::is_ascii_whitespace) => serde_json::json!({}),
+        Some(v) => parse_yaml_bounded(v, "values.yaml", limits)?,
+    };
+    drop(values);
+    serde_json::to_writer(&mut out, &parsed).map_err(|_| too_large())?;
+    drop(parsed);
+    out.write_all(b"}").map_err(|_| too_large())?;
+    Ok(out.buf)
+}
+
+/// A buffer that refuses to grow past `limit` bytes.
+struct Bounded {
+    buf: Vec<u8>,
+    limit: u64,
+}
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if (self.buf.len() + data.len()) as u64 > self.limit {
+            return Err(std::io::Error::other("answer too large"));
+        }
+        self.buf.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The file name a provenance file belongs to, `<name>-<version>.tgz.prov`, read from the
@@ -397,6 +748,7 @@ pub(crate) mod testutil {
 mod tests {
     use super::testutil::package;
     use super::*;
+    use std::io::Read;
 
     #[test]
     fn reads_metadata_and_defaults_api_version() {
@@ -520,5 +872,157 @@ mod tests {
             parsed > 100,
             "only {parsed} of 3000 damaged packages parsed"
         );
+    }
+
+    /// Counts the bytes allocated by the current thread, to check what parsing a package costs.
+    mod alloc_count {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        pub struct Counting;
+
+        thread_local! {
+            static NOW: Cell<isize> = const { Cell::new(0) };
+            static PEAK: Cell<isize> = const { Cell::new(0) };
+        }
+
+        fn add(n: isize) {
+            let _ = NOW.try_with(|now| {
+                let v = now.get() + n;
+                now.set(v);
+                let _ = PEAK.try_with(|p| p.set(p.get().max(v)));
+            });
+        }
+
+        unsafe impl GlobalAlloc for Counting {
+            unsafe fn alloc(&self, l: Layout) -> *mut u8 {
+                add(l.size() as isize);
+                unsafe { System.alloc(l) }
+            }
+            unsafe fn dealloc(&self, p: *mut u8, l: Layout) {
+                add(-(l.size() as isize));
+                unsafe { System.dealloc(p, l) }
+            }
+            unsafe fn realloc(&self, p: *mut u8, l: Layout, new: usize) -> *mut u8 {
+                add(new as isize - l.size() as isize);
+                unsafe { System.realloc(p, l, new) }
+            }
+        }
+
+        #[global_allocator]
+        static COUNTING: Counting = Counting;
+
+        /// Peak bytes held by this thread while `f` runs, above what it held before.
+        pub fn peak_during<T>(f: impl FnOnce() -> T) -> (T, usize) {
+            let base = NOW.with(Cell::get);
+            PEAK.with(|p| p.set(base));
+            let out = f();
+            let peak = PEAK.with(Cell::get);
+            (out, (peak - base).max(0) as usize)
+        }
+    }
+
+    /// Any generated tar stream (random header types, declared sizes up to 250 MiB, actual
+    /// data up to three times the per-file limit, random Chart.yaml and values text), gzip'd or
+    /// not, and any byte string: read_metadata, read_files and templates_json give a result or
+    /// an error, never a panic, and never hold more memory than the limits allow.
+    #[test]
+    fn any_package_bounded_memory() {
+        use proptest::prelude::*;
+        const FILE: u64 = 4096;
+        const CHART: u64 = 32 * 1024;
+        let limits = Limits {
+            max_chart_size: CHART,
+            max_file_size: FILE,
+        };
+        // Decoder state and buffers, plus files kept (at most the chart), plus the answer
+        // (at most the chart), plus YAML parsing of a file (at most 128 bytes a byte of text).
+        let bound = 256 * 1024 + 2 * CHART as usize + 128 * FILE as usize;
+        let header = |name: &str, t: u8, size: u64| {
+            let mut b = vec![0u8; 512];
+            let n = name.len().min(100);
+            b[..n].copy_from_slice(&name.as_bytes()[..n]);
+            b[124..136].copy_from_slice(format!("{:011o}\0", size.min(0o77777777777)).as_bytes());
+            b[156] = t;
+            b[257..263].copy_from_slice(b"ustar\0");
+            b[148..156].copy_from_slice(b"        ");
+            let sum: u64 = b.iter().map(|&x| u64::from(x)).sum();
+            b[148..156].copy_from_slice(format!("{sum:06o}\0 ").as_bytes());
+            b
+        };
+        let part = (
+            prop::sample::select(vec![b'0', 0, b'5', b'L', b'K', b'x', b'g', b'S', b'2']),
+            prop::sample::select(vec![
+                "c/Chart.yaml",
+                "c/values.yaml",
+                "c/templates/a.yaml",
+                "c/other",
+                "x",
+            ]),
+            prop_oneof![
+                0u64..3 * FILE,
+                Just(250u64 << 20),
+                Just(FILE),
+                Just(FILE + 1)
+            ],
+            0usize..3 * FILE as usize,
+            prop_oneof![
+                Just(b"name: c\nversion: 1.0.0\n".to_vec()),
+                Just(b"a: &a [1,1,1,1,1,1,1,1]\nb: [*a,*a,*a,*a,*a,*a,*a,*a,*a,*a]\n".to_vec()),
+                prop::collection::vec(any::<u8>(), 0..64),
+            ],
+        );
+        let strategy = (
+            prop::collection::vec(part, 0..8),
+            any::<bool>(),
+            prop::collection::vec(any::<u8>(), 0..256),
+        );
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 300,
+            ..ProptestConfig::default()
+        });
+        runner
+            .run(&strategy, |(parts, gzip, noise)| {
+                let mut tar = Vec::new();
+                for (t, name, declared, actual, text) in parts {
+                    tar.extend_from_slice(&header(name, t, declared));
+                    let mut data = text.clone();
+                    data.resize(actual.max(text.len()), b'9');
+                    tar.extend_from_slice(&data);
+                    tar.resize(tar.len().div_ceil(512) * 512, 0);
+                }
+                let data = if gzip {
+                    let mut enc =
+                        flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                    std::io::Write::write_all(&mut enc, &tar).expect("gz");
+                    enc.finish().expect("gz")
+                } else {
+                    noise
+                };
+                let (_, m1) = alloc_count::peak_during(|| read_metadata_with(&data, &limits));
+                let (_, m2) = alloc_count::peak_during(|| read_files_with(&data, &limits));
+                let (_, m3) = alloc_count::peak_during(|| templates_json(&data, &limits));
+                let (_, m4) = alloc_count::peak_during(|| read_values(&data, &limits));
+                let worst = m1.max(m2).max(m3).max(m4);
+                prop_assert!(worst <= bound, "{worst} bytes held, bound {bound}");
+                Ok(())
+            })
+            .unwrap();
+        // The measure itself works: a 250 MiB GNU long name costs nothing, a 3 MiB one under
+        // a 4 MiB limit is held whole.
+        let mut bomb = header("././@LongLink", b'L', 3 << 20);
+        bomb.resize(512 + (3 << 20), b'n');
+        let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut enc, &bomb).expect("gz");
+        let bomb = enc.finish().expect("gz");
+        let (r, m) = alloc_count::peak_during(|| read_metadata_with(&bomb, &limits));
+        assert!(matches!(r, Err(ChartError::FileTooLarge { .. })), "{r:?}");
+        assert!(m < bound, "{m}");
+        let wide = Limits {
+            max_chart_size: 8 << 20,
+            max_file_size: 4 << 20,
+        };
+        let (_, m) = alloc_count::peak_during(|| read_metadata_with(&bomb, &wide));
+        assert!(m >= 3 << 20, "{m}");
     }
 }

@@ -122,6 +122,76 @@ pub struct RepoIndex {
     objects: HashMap<String, Object>,
     charts: BTreeMap<String, Vec<Arc<Entry>>>,
     rendered: Option<Bytes>,
+    /// `GET /api/charts`, built at most once per change (see [`ChartsJson`]).
+    charts_json: Option<Arc<ChartsJson>>,
+}
+
+/// The prepared answer of `GET /api/charts`: `{"name":[versions...],...}` as one buffer, with
+/// where each chart's `"name":[...]` part starts, so that an `offset`/`limit` window is a slice
+/// of it between `{` and `}`: no response copies the whole, however many are sent at once.
+#[derive(Debug)]
+pub struct ChartsJson {
+    bytes: Bytes,
+    /// `starts[i]` is the offset of chart i's part; `starts[len]` is the offset of the final
+    /// `}`. Parts are separated by one `,`.
+    starts: Vec<usize>,
+}
+
+impl ChartsJson {
+    fn build(charts: &BTreeMap<String, Vec<Arc<Entry>>>) -> ChartsJson {
+        let size: usize = charts
+            .iter()
+            .map(|(n, l)| n.len() + 8 + l.iter().map(|e| e.json.len() + 1).sum::<usize>())
+            .sum();
+        let mut out = String::with_capacity(size + 2);
+        let mut starts = Vec::with_capacity(charts.len() + 1);
+        out.push('{');
+        for (i, (name, list)) in charts.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            starts.push(out.len());
+            out.push_str(&json_str(name));
+            out.push(':');
+            push_versions_json(&mut out, list);
+        }
+        starts.push(out.len());
+        out.push('}');
+        ChartsJson {
+            bytes: Bytes::from(out),
+            starts,
+        }
+    }
+
+    /// The whole object.
+    pub fn all(&self) -> Bytes {
+        self.bytes.clone()
+    }
+
+    /// The charts `offset..offset+limit` (in name order) as the pieces of one JSON object,
+    /// to be sent one after the other: `{`, a slice of the prepared bytes, `}`.
+    pub fn window(&self, offset: usize, limit: usize) -> Vec<Bytes> {
+        let count = self.starts.len() - 1;
+        let first = offset.min(count);
+        let last = first.saturating_add(limit).min(count);
+        if first == 0 && last == count {
+            return vec![self.all()];
+        }
+        if first == last {
+            return vec![Bytes::from_static(b"{}")];
+        }
+        // Part `last - 1` ends one byte (a `,`) before part `last` starts, or at the final `}`.
+        let end = if last == count {
+            self.starts[last]
+        } else {
+            self.starts[last] - 1
+        };
+        vec![
+            Bytes::from_static(b"{"),
+            self.bytes.slice(self.starts[first]..end),
+            Bytes::from_static(b"}"),
+        ]
+    }
 }
 
 impl RepoIndex {
@@ -160,6 +230,7 @@ impl RepoIndex {
         }
         self.objects.insert(file.to_string(), obj);
         self.rendered = None;
+        self.charts_json = None;
     }
 
     /// Removes the object `file`; returns whether it was known.
@@ -176,6 +247,7 @@ impl RepoIndex {
             }
         }
         self.rendered = None;
+        self.charts_json = None;
         true
     }
 
@@ -229,12 +301,12 @@ impl RepoIndex {
         out.into_bytes()
     }
 
-    fn render_json(&self, generated: &str) -> Vec<u8> {
+    fn render_json(&mut self, generated: &str) -> Vec<u8> {
         let mut out = String::new();
         out.push_str("{\"apiVersion\":\"v1\",\"generated\":");
         out.push_str(&json_str(generated));
         out.push_str(",\"entries\":");
-        out.push_str(&self.entries_json(None));
+        out.push_str(&String::from_utf8_lossy(&self.charts_json().all()));
         out.push_str(",\"serverInfo\":");
         if self.layout.context_path.is_empty() {
             out.push_str("{}");
@@ -247,23 +319,14 @@ impl RepoIndex {
         out.into_bytes()
     }
 
-    /// `{"name":[versions...],...}`, optionally only the names in `window` (offset, limit).
-    pub fn entries_json(&self, window: Option<(usize, usize)>) -> String {
-        let mut out = String::from("{");
-        let iter: Box<dyn Iterator<Item = (&String, &Vec<Arc<Entry>>)>> = match window {
-            Some((offset, limit)) => Box::new(self.charts.iter().skip(offset).take(limit)),
-            None => Box::new(self.charts.iter()),
-        };
-        for (i, (name, list)) in iter.enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            out.push_str(&json_str(name));
-            out.push(':');
-            out.push_str(&versions_json(list));
+    /// `{"name":[versions...],...}` for `GET /api/charts`, prepared once per change.
+    pub fn charts_json(&mut self) -> Arc<ChartsJson> {
+        if let Some(c) = &self.charts_json {
+            return c.clone();
         }
-        out.push('}');
-        out
+        let c = Arc::new(ChartsJson::build(&self.charts));
+        self.charts_json = Some(c.clone());
+        c
     }
 
     pub fn chart_versions(&self, name: &str) -> Option<&[Arc<Entry>]> {
@@ -296,7 +359,13 @@ impl RepoIndex {
 }
 
 pub fn versions_json(list: &[Arc<Entry>]) -> String {
-    let mut out = String::from("[");
+    let mut out = String::new();
+    push_versions_json(&mut out, list);
+    out
+}
+
+fn push_versions_json(out: &mut String, list: &[Arc<Entry>]) {
+    out.push('[');
     for (i, e) in list.iter().enumerate() {
         if i > 0 {
             out.push(',');
@@ -304,7 +373,6 @@ pub fn versions_json(list: &[Arc<Entry>]) -> String {
         out.push_str(&e.json);
     }
     out.push(']');
-    out
 }
 
 fn json_str(s: &str) -> String {
@@ -410,5 +478,71 @@ mod tests {
         let v: serde_json::Value = serde_json::from_slice(&idx.bytes()).unwrap();
         assert_eq!(v["serverInfo"]["contextPath"], "/cm");
         assert_eq!(v["entries"]["a"][0]["version"], "1.0.0");
+    }
+
+    /// Every window of the prepared `GET /api/charts` answer is the JSON object of exactly
+    /// those charts, in name order, as the per-request rendering wrote it; slices never copy
+    /// the whole (a window shares the prepared buffer).
+    #[test]
+    fn charts_json_windows() {
+        use proptest::prelude::*;
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+            cases: 64,
+            ..ProptestConfig::default()
+        });
+        let strategy = (
+            proptest::collection::btree_map("[a-c\\\\\"é]{1,4}", 1usize..4, 0..8),
+            0usize..10,
+            prop_oneof![Just(usize::MAX), 0usize..10],
+        );
+        runner
+            .run(&strategy, |(charts, offset, limit)| {
+                let mut idx = RepoIndex::new(Layout::default());
+                for (name, n) in &charts {
+                    for v in 0..*n {
+                        add(&mut idx, name, &format!("1.{v}.0"));
+                    }
+                }
+                let expected: Map<String, Value> = charts
+                    .keys()
+                    .skip(offset)
+                    .take(limit)
+                    .map(|name| {
+                        let list = idx.chart_versions(name).unwrap();
+                        let v: Value = serde_json::from_str(&versions_json(list)).unwrap();
+                        (name.clone(), v)
+                    })
+                    .collect();
+                let prepared = idx.charts_json();
+                let body: Vec<u8> = prepared.window(offset, limit).concat();
+                let got: Value = serde_json::from_slice(&body).unwrap();
+                prop_assert_eq!(got, Value::Object(expected));
+                // Key order is name order, as the per-request rendering gave it.
+                let names: Vec<&String> = charts.keys().skip(offset).take(limit).collect();
+                let mut at = 0;
+                for n in names {
+                    let key = format!("{}:[", json_str(n));
+                    let pos = String::from_utf8_lossy(&body)[at..]
+                        .find(&key)
+                        .map(|p| p + at);
+                    prop_assert!(pos.is_some(), "{key} missing or out of order");
+                    at = pos.unwrap_or(0);
+                }
+                Ok(())
+            })
+            .unwrap();
+        let mut idx = RepoIndex::new(Layout::default());
+        assert_eq!(idx.charts_json().window(0, usize::MAX).concat(), b"{}");
+        add(&mut idx, "a", "1.0.0");
+        let first = idx.charts_json();
+        assert!(
+            Arc::ptr_eq(&first, &idx.charts_json()),
+            "rebuilt without a change"
+        );
+        add(&mut idx, "b", "1.0.0");
+        assert!(
+            !Arc::ptr_eq(&first, &idx.charts_json()),
+            "stale after a change"
+        );
     }
 }

@@ -14,6 +14,7 @@ pub mod daemon;
 pub mod index;
 pub mod repository;
 pub mod storage;
+pub mod tar_reader;
 pub mod timefmt;
 pub mod version;
 pub mod yaml;

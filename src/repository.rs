@@ -34,6 +34,8 @@ pub struct RepoSettings {
     pub chart_url: String,
     pub context_path: String,
     pub json_index: bool,
+    /// How far packages read from storage may unpack.
+    pub chart_limits: chart::Limits,
     /// Counts of packages read while indexing, for status reports during start-up.
     pub progress: Arc<Progress>,
     /// Most repositories (tenants) kept in memory at once; 0 means no limit.
@@ -356,8 +358,9 @@ impl Repo {
             futures_util::stream::iter(to_fetch.into_iter().map(|meta| {
                 let key = key.clone();
                 let url_prefix = url_prefix.clone();
+                let limits = settings.chart_limits;
                 async move {
-                    let r = read_object(storage, &key, meta, &url_prefix).await;
+                    let r = read_object(storage, &key, meta, &url_prefix, limits).await;
                     progress.read.fetch_add(1, Ordering::Relaxed);
                     r
                 }
@@ -456,6 +459,7 @@ async fn read_object(
     key: &str,
     meta: ObjectMeta,
     url_prefix: &str,
+    limits: chart::Limits,
 ) -> Result<Option<(String, Object)>, StorageError> {
     let path = join(key, &meta.name);
     let data = match storage.get(&path).await {
@@ -463,8 +467,8 @@ async fn read_object(
         Err(StorageError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let parsed = chart::off_thread(move || {
-        chart::read_metadata(&data).map(|md| {
+    let parsed = chart::parse_off_thread(move || {
+        chart::read_metadata_with(&data, &limits).map(|md| {
             let digest = sha256_hex(&data);
             (md, digest)
         })

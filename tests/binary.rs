@@ -339,6 +339,9 @@ fn read_and_write_timeouts() {
             "1",
             "--write-timeout",
             "1",
+            // One 32 MiB file: over Helm's default per-file limit (5 MiB).
+            "--max-decompressed-file-size",
+            "67108864",
         ],
         &[],
     );

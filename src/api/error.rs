@@ -33,6 +33,9 @@ pub enum ApiError {
     Chart(#[from] ChartError),
     #[error("{0}")]
     Storage(#[from] StorageError),
+    /// A stored chart cannot be shown within the server's limits (`/templates`, `/values`).
+    #[error("{0}")]
+    Unprocessable(String),
     #[error("{0}")]
     Internal(String),
 }
@@ -47,6 +50,7 @@ impl ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Timeout => StatusCode::REQUEST_TIMEOUT,
             ApiError::StorageLimit | ApiError::ChartLimit(_) => StatusCode::INSUFFICIENT_STORAGE,
+            ApiError::Unprocessable(_) => StatusCode::UNPROCESSABLE_ENTITY,
             ApiError::BadExtension | ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             ApiError::Storage(e) => match e {
                 StorageError::NotFound(_) => StatusCode::NOT_FOUND,

@@ -171,13 +171,14 @@ impl Ctx<'_> {
                 _ => {}
             }
         }
-        let window = match (offset, limit) {
-            (None, None) => None,
-            (o, l) => Some((o.unwrap_or(0), l.unwrap_or(usize::MAX))),
-        };
         let repo = self.repo().await?;
-        let body = repo.index().entries_json(window);
-        Ok(json_response(StatusCode::OK, body))
+        // Prepared bytes, rebuilt once per change; a window is slices of them, so a response
+        // holds no copy of its own however many are in flight.
+        let prepared = repo.index().charts_json();
+        let pieces = prepared.window(offset.unwrap_or(0), limit.unwrap_or(usize::MAX));
+        let mut resp = json_response(StatusCode::OK, Bytes::new());
+        *resp.body_mut() = slices_body(pieces);
+        Ok(resp)
     }
 
     async fn chart_versions(&self, name: &str, head: bool) -> Result<Response<Body>> {
@@ -206,44 +207,42 @@ impl Ctx<'_> {
         }
     }
 
-    async fn chart_files(&self, name: &str, version: &str) -> Result<chart::ChartFiles> {
+    /// Reads a stored version's package and runs `f` on it off the runtime thread (gated, see
+    /// [`chart::parse_off_thread`]). A limit hit is 422 (the stored chart cannot be shown
+    /// within this server's limits; asking again will not help), another failure 500.
+    async fn with_package<T: Send + 'static>(
+        &self,
+        name: &str,
+        version: &str,
+        f: fn(&[u8], &chart::Limits) -> std::result::Result<T, chart::ChartError>,
+    ) -> Result<T> {
         let entry = self.lookup(name, version).await?;
         let data = self
             .registry
             .storage
             .get(&join(self.repo_key, &entry.file))
             .await?;
-        chart::off_thread(move || chart::read_files(&data))
+        let limits = self.cfg.chart_limits;
+        chart::parse_off_thread(move || f(&data, &limits))
             .await
-            .map_err(|e| ApiError::Internal(e.to_string()))
+            .map_err(|e| {
+                if e.is_limit() {
+                    ApiError::Unprocessable(e.to_string())
+                } else {
+                    ApiError::Internal(e.to_string())
+                }
+            })
     }
 
     async fn templates(&self, name: &str, version: &str) -> Result<Response<Body>> {
-        use base64::Engine;
-        let files = self.chart_files(name, version).await?;
-        let templates: Vec<serde_json::Value> = files
-            .templates
-            .iter()
-            .map(|(n, d)| {
-                serde_json::json!({
-                    "name": format!("templates/{}", n.trim_start_matches("templates/")),
-                    "data": base64::engine::general_purpose::STANDARD.encode(d),
-                })
-            })
-            .collect();
-        let values: serde_json::Value = match &files.values {
-            None => serde_json::Value::Null,
-            Some(v) if v.iter().all(u8::is_ascii_whitespace) => serde_json::json!({}),
-            Some(v) => serde_norway::from_slice(v)
-                .map_err(|e| ApiError::Internal(format!("cannot parse values.yaml: {e}")))?,
-        };
-        let body = serde_json::json!({ "templates": templates, "values": values });
-        Ok(json_response(StatusCode::OK, body.to_string()))
+        let body = self
+            .with_package(name, version, chart::templates_json)
+            .await?;
+        Ok(json_response(StatusCode::OK, body))
     }
 
     async fn values(&self, name: &str, version: &str) -> Result<Response<Body>> {
-        let files = self.chart_files(name, version).await?;
-        match files.values {
+        match self.with_package(name, version, chart::read_values).await? {
             Some(v) => Ok(ok_body(v, "application/yaml")),
             None => Err(ApiError::NotFound("values.yaml not found".into())),
         }
@@ -330,7 +329,9 @@ impl Ctx<'_> {
             return self.upload_multipart().await;
         }
         let body = self.body.clone();
-        let meta = chart::off_thread(move || chart::read_metadata(&body)).await?;
+        let limits = self.cfg.chart_limits;
+        let meta =
+            chart::parse_off_thread(move || chart::read_metadata_with(&body, &limits)).await?;
         let file = meta.file_name();
         if !chart::is_plain_file_name(&file) {
             return Err(ApiError::BadRequest(format!(
@@ -440,7 +441,8 @@ impl Ctx<'_> {
         let meta = match &chart_data {
             Some(d) => {
                 let d = d.clone();
-                Some(chart::off_thread(move || chart::read_metadata(&d)).await?)
+                let limits = self.cfg.chart_limits;
+                Some(chart::parse_off_thread(move || chart::read_metadata_with(&d, &limits)).await?)
             }
             None => None,
         };
@@ -530,6 +532,34 @@ impl Ctx<'_> {
         repo.record_delete(&file);
         Ok(json_response(StatusCode::OK, "{\"deleted\":true}"))
     }
+}
+
+/// A body made of shared byte slices sent one after the other, with its exact length.
+struct Slices(std::collections::VecDeque<Bytes>);
+
+impl http_body::Body for Slices {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, std::io::Error>>> {
+        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+    }
+}
+
+fn slices_body(pieces: Vec<Bytes>) -> Body {
+    use http_body_util::BodyExt;
+    Slices(pieces.into_iter().filter(|b| !b.is_empty()).collect()).boxed()
 }
 
 fn saved() -> Response<Body> {

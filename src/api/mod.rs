@@ -98,6 +98,7 @@ pub fn repo_settings(cfg: &Config) -> RepoSettings {
         chart_url: cfg.chart_url.clone(),
         context_path: cfg.context_path.clone(),
         json_index: cfg.json_index,
+        chart_limits: cfg.chart_limits,
         progress: Default::default(),
         max_tenants: cfg.max_tenants,
     }

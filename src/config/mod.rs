@@ -165,6 +165,8 @@ pub struct Config {
     pub allow_overwrite: bool,
     pub disable_force_overwrite: bool,
     pub max_upload_size: usize,
+    /// `maxdecompressedchartsize` and `maxdecompressedfilesize`.
+    pub chart_limits: crate::chart::Limits,
     pub max_storage_objects: usize,
     pub per_chart_limit: usize,
     pub chart_field: String,
@@ -464,6 +466,15 @@ impl Values {
             .map_err(|_| Self::bad(key, &v, &origin, "a non-negative whole number"))
     }
 
+    fn positive_int(&mut self, key: &'static str) -> Result<u64, ConfigError> {
+        let (v, origin) = self.get(key)?;
+        v.trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| Self::bad(key, &v, &origin, "a positive whole number"))
+    }
+
     fn duration(&mut self, key: &'static str) -> Result<Duration, ConfigError> {
         let (v, origin) = self.get(key)?;
         parse_duration(&v)
@@ -724,6 +735,10 @@ impl Values {
             allow_overwrite: self.boolean("allowoverwrite")?,
             disable_force_overwrite: self.boolean("disableforceoverwrite")?,
             max_upload_size: self.int("maxuploadsize")? as usize,
+            chart_limits: crate::chart::Limits {
+                max_chart_size: self.positive_int("maxdecompressedchartsize")?,
+                max_file_size: self.positive_int("maxdecompressedfilesize")?,
+            },
             max_storage_objects: self.int("maxstorageobjects")? as usize,
             per_chart_limit: self.int("per-chart-limit")? as usize,
             chart_field: self.string("chartpostformfieldname")?,

@@ -662,6 +662,22 @@ pub static KEYS: &[Key] = &[
         "Largest request body accepted, in bytes.",
     ),
     k(
+        "maxdecompressedchartsize",
+        Int,
+        "104857600",
+        "max-decompressed-chart-size",
+        "MAX_DECOMPRESSED_CHART_SIZE",
+        "Largest a chart package may unpack to, in bytes, tar headers included (Helm's MaxDecompressedChartSize); a larger upload is refused with 400.",
+    ),
+    k(
+        "maxdecompressedfilesize",
+        Int,
+        "5242880",
+        "max-decompressed-file-size",
+        "MAX_DECOMPRESSED_FILE_SIZE",
+        "Largest file in a chart package, in bytes, tar extension headers (long names, PAX records) included (Helm's MaxDecompressedFileSize); parsed YAML may take 8 times this.",
+    ),
+    k(
         "maxstorageobjects",
         Int,
         "0",
