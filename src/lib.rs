@@ -9,6 +9,7 @@ pub mod log;
 
 pub mod api;
 pub mod chart;
+pub mod chart_yaml;
 pub mod config;
 pub mod daemon;
 pub mod index;
@@ -17,3 +18,4 @@ pub mod storage;
 pub mod timefmt;
 pub mod version;
 pub mod yaml;
+pub mod yaml11;
