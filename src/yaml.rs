@@ -331,6 +331,14 @@ pub(crate) mod tests {
         }
         let long = "k".repeat(1500);
         round_trip(&long, "v");
+        // Long keys first in a list item's mapping, and with nested values.
+        let v = serde_json::json!({
+            &long: ["a", {&long: {"x": [1, 2.5e21]}}],
+            "list": [{&long: "x", "b": [1, 2]}, {"c": {&long: []}}],
+        });
+        let text = format!("top:\n{}", list_item(v.as_object().unwrap(), 0));
+        let parsed: Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(parsed["top"][0], v, "{text}");
         round_trip(&format!("{long}\u{85}"), &long);
     }
 

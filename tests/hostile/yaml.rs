@@ -28,6 +28,24 @@ const HOSTILE: &[&str] = &[
     "null",
     "~",
     "\"quoted\" and \\",
+    // Past YAML's 1024-character limit for implicit keys (an annotation key here).
+    "long \u{85} long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long long \
+     long long long long long long long long long long long long long long long long end",
 ];
 
 /// `s` as a double-quoted YAML scalar (chartroom's own escaper, checked separately in the
@@ -39,11 +57,17 @@ fn q(s: &str) -> String {
 /// A Chart.yaml carrying `s` in every string field that may hold any text.
 fn chart_yaml(name: &str, s: &str) -> String {
     let v = q(s);
+    // A long key is written in the explicit form, as YAML requires.
+    let ann = if v.len() > 1000 {
+        format!("? {v}\n  : {v}")
+    } else {
+        format!("{v}: {v}")
+    };
     format!(
         "apiVersion: v2\nname: {name}\nversion: 1.0.0\ndescription: {v}\nhome: {v}\nicon: {v}\n\
          appVersion: {v}\nkubeVersion: {v}\ncondition: {v}\ntags: {v}\nkeywords: [{v}, plain]\n\
          sources: [{v}]\nmaintainers:\n  - name: {v}\n    email: {v}\n    url: {v}\n\
-         annotations:\n  {v}: {v}\n  other: {v}\ndependencies:\n  - name: dep\n    \
+         annotations:\n  {ann}\n  other: {v}\ndependencies:\n  - name: dep\n    \
          version: {v}\n    repository: {v}\n    condition: {v}\n    tags: [{v}]\n"
     )
 }
@@ -78,8 +102,18 @@ fn name_of(i: usize) -> String {
     format!("hostile{i}")
 }
 
-async fn upload_all(s: &Server) {
-    for (i, h) in HOSTILE.iter().enumerate() {
+/// The classes, without the long key when `short_keys` (JSON has no explicit-key form, so a
+/// YAML parser cannot read a JSON object key past 1024 characters; JSON parsers can).
+fn classes(short_keys: bool) -> impl Iterator<Item = (usize, &'static str)> {
+    HOSTILE
+        .iter()
+        .copied()
+        .enumerate()
+        .filter(move |(_, h)| !short_keys || h.len() < 1000)
+}
+
+async fn upload_all(s: &Server, short_keys: bool) {
+    for (i, h) in classes(short_keys) {
         let name = name_of(i);
         let pkg = tgz(&[(&format!("{name}/Chart.yaml"), &chart_yaml(&name, h))]);
         let r = s.post("/api/charts", pkg).await;
@@ -87,8 +121,8 @@ async fn upload_all(s: &Server) {
     }
 }
 
-fn check_index(v: &serde_json::Value) {
-    for (i, h) in HOSTILE.iter().enumerate() {
+fn check_index(v: &serde_json::Value, short_keys: bool) {
+    for (i, h) in classes(short_keys) {
         check_entry(&v["entries"][name_of(i)][0], h);
     }
 }
@@ -97,7 +131,7 @@ fn check_index(v: &serde_json::Value) {
 #[tokio::test]
 async fn hostile_strings_survive_the_yaml_index() {
     let s = Server::new(&[]).await;
-    upload_all(&s).await;
+    upload_all(&s, false).await;
     let r = s.get("/index.yaml").await;
     assert_eq!(r.status, StatusCode::OK);
     // Nothing YAML forbids raw, no raw NEL/LS/PS/BOM.
@@ -109,9 +143,9 @@ async fn hostile_strings_survive_the_yaml_index() {
             "raw {c:?} in index.yaml"
         );
     }
-    check_index(&r.yaml());
+    check_index(&r.yaml(), false);
     let cold = Server::on(&s.root, &[]).await;
-    check_index(&cold.get("/index.yaml").await.yaml());
+    check_index(&cold.get("/index.yaml").await.yaml(), false);
     // The JSON API shows the same strings.
     let api = s.get("/api/charts/hostile4").await.json();
     check_entry(&api[0], HOSTILE[4]);
@@ -121,11 +155,15 @@ async fn hostile_strings_survive_the_yaml_index() {
 #[tokio::test]
 async fn hostile_strings_survive_the_json_index() {
     let s = Server::new(&["--json-index"]).await;
-    upload_all(&s).await;
+    upload_all(&s, true).await;
     let r = s.get("/index.yaml").await;
     assert_eq!(r.status, StatusCode::OK);
-    check_index(&r.json());
-    check_index(&r.yaml());
+    check_index(&r.json(), true);
+    check_index(&r.yaml(), true);
+    // With the long key too, JSON parsers read it unchanged.
+    let s = Server::new(&["--json-index"]).await;
+    upload_all(&s, false).await;
+    check_index(&s.get("/index.yaml").await.json(), false);
 }
 
 /// The scalars measured with Helm 4's `repo index` (issue 13, item 14): the upload is accepted
