@@ -499,6 +499,12 @@ mod tests {
                 Ok(())
             })
             .unwrap();
+        runner
+            .run(&prop::collection::vec(any::<u8>(), 0..200), |bytes| {
+                let _ = Metadata::from_yaml(&bytes);
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

@@ -36,9 +36,10 @@ pub enum Error {
 pub const MAX_NODES: usize = 200_000;
 /// Deepest nesting, counted after aliases are expanded.
 pub const MAX_DEPTH: usize = 128;
-/// Most nodes and string bytes the decoded value may hold once aliases are expanded.
-pub const MAX_EXPANDED_NODES: usize = 1_000_000;
-pub const MAX_EXPANDED_BYTES: usize = 16 * 1024 * 1024;
+/// Most nodes and string bytes the decoded value may hold once aliases are expanded (Go's
+/// own alias-ratio rule applies too); these bound the memory one document may take.
+pub const MAX_EXPANDED_NODES: usize = 300_000;
+pub const MAX_EXPANDED_BYTES: usize = 8 * 1024 * 1024;
 
 enum Node {
     Scalar(Scalar),
@@ -142,7 +143,7 @@ impl Decoder<'_> {
         }
         if self.decode_count > MAX_EXPANDED_NODES {
             return decode_err(format!(
-                "YAML expands to more than {MAX_EXPANDED_NODES} nodes through aliases"
+                "YAML has more than {MAX_EXPANDED_NODES} nodes once its aliases are expanded"
             ));
         }
         Ok(())
@@ -198,7 +199,7 @@ impl Decoder<'_> {
         self.bytes += text.len();
         if self.bytes > MAX_EXPANDED_BYTES {
             return decode_err(format!(
-                "YAML expands to more than {MAX_EXPANDED_BYTES} bytes of text through aliases"
+                "YAML has more than {MAX_EXPANDED_BYTES} bytes of text once its aliases are expanded"
             ));
         }
         let Some(tag) = &s.tag else {
@@ -394,5 +395,15 @@ mod tests {
         assert!(parse(b"a: !!binary '***'\n").is_err());
         assert!(parse(b"a: !!int x\n").is_err());
         assert!(parse(b"<<: 1\n").is_err());
+        // A long string repeated through aliases hits the text limit, named in the error.
+        let mut doc = format!("a: &a {}\nb: [", "x".repeat(100_000));
+        doc.push_str(&"*a, ".repeat(200));
+        doc.push_str("]\n");
+        let err = parse(doc.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains(&MAX_EXPANDED_BYTES.to_string()), "{err}");
+        // Too many nodes.
+        let doc = format!("[{}]", "a,".repeat(MAX_NODES + 1));
+        let err = parse(doc.as_bytes()).unwrap_err().to_string();
+        assert!(err.contains(&MAX_NODES.to_string()), "{err}");
     }
 }
