@@ -173,15 +173,20 @@ impl Metadata {
         if !matches!(self.chart_type.as_str(), "" | "application" | "library") {
             return inv("chart.metadata.type must be application or library".into());
         }
-        for m in &self.maintainers {
-            if m.name.is_empty() {
-                return inv("chart.metadata.maintainers must have a name".into());
-            }
-        }
+        // Helm requires neither a maintainer's name nor a dependency's (null entries are
+        // refused while reading); an alias must be `[a-zA-Z0-9_-]+`.
         let mut seen = std::collections::HashSet::new();
         for d in &self.dependencies {
-            if d.name.is_empty() {
-                return inv("dependencies must have a name".into());
+            if !d.alias.is_empty()
+                && !d
+                    .alias
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return inv(format!(
+                    "dependency {:?} has disallowed characters in the alias",
+                    d.name
+                ));
             }
             let key = if d.alias.is_empty() {
                 &d.name
@@ -476,6 +481,18 @@ mod tests {
         assert!(matches!(
             Metadata::from_yaml(b"name: c\nversion: yes\n"),
             Err(ChartError::Invalid(m)) if m.contains("\"true\" is invalid")
+        ));
+        // As in Helm: maintainers need no name, null entries are refused, aliases are checked.
+        assert!(
+            Metadata::from_yaml(b"name: c\nversion: 1.0.0\nmaintainers: [{email: e}]\n").is_ok()
+        );
+        assert!(matches!(
+            Metadata::from_yaml(b"name: c\nversion: 1.0.0\nmaintainers: [~]\n"),
+            Err(ChartError::Invalid(m)) if m.contains("null")
+        ));
+        assert!(matches!(
+            Metadata::from_yaml(b"name: c\nversion: 1.0.0\ndependencies: [{name: d, alias: a.b}]\n"),
+            Err(ChartError::Invalid(m)) if m.contains("alias")
         ));
         assert!(matches!(
             Metadata::from_yaml(b"name: ~\nversion: 1.0.0\n"),
