@@ -531,6 +531,63 @@ dependencies:
 """
 
 
+# Field-by-field reading: keys matched case-insensitively (the last in sorted order
+# wins), anchors, aliases and merge keys, nulls, typed map keys, tags.
+QUIRK_STRUCTURES = [
+    """apiVersion: v2
+Name: wrong
+name: s0
+version: 1.0.0
+Description: first
+description: second
+DESCRIPTION: third
+VERSION: 2.0.0
+""",
+    """apiVersion: v2
+name: s1
+version: &v 1.2.3
+appVersion: *v
+keywords: &k [a, yes, 1.0]
+sources: *k
+annotations:
+  <<: [{a: 1, b: 2}, {b: 3, c: 4}]
+  c: 5
+  d: *v
+maintainers:
+  - &m {name: x, Email: y}
+  - *m
+""",
+    """apiVersion: v2
+name: s2
+version: 1.0.0
+keywords: ~
+sources: []
+annotations: ~
+description: ~
+home:
+dependencies:
+  - name: d
+    repository: https://example.invalid/charts
+    enabled: yes
+    import-values: [child, {child: a, parent: b}, 1, 1.5, true, ~]
+    tags: [~, yes]
+""",
+    """apiVersion: v2
+name: s3
+version: 1.0.0
+description: !custom 1.0
+icon: !!str yes
+annotations: {1: a, 1.5: b, true: c, 0x10: d, x: ~, .inf: e}
+""",
+    """apiVersion: v2
+name: s4
+version: 1.0.0
+\u212aeywords: [kelvin]
+\u017fources: [long-s]
+""",
+]
+
+
 def test_yaml11_scalars_indexed_like_helm(start_chartroom, helm_home, tmp_path):
     """Every string field holding an untyped scalar: chartroom's index equals Helm's.
 
@@ -545,8 +602,11 @@ def test_yaml11_scalars_indexed_like_helm(start_chartroom, helm_home, tmp_path):
         data = build_package({f"quirk{i}/Chart.yaml": quirk_chart_yaml(i, scalar)})
         resp = upload(server, data)
         assert resp.status_code == 201, (scalar, resp.status_code, resp.text[:300])
+    for i, text in enumerate(QUIRK_STRUCTURES):
+        resp = upload(server, build_package({f"s{i}/Chart.yaml": text}))
+        assert resp.status_code == 201, (text, resp.status_code, resp.text[:300])
     stored = sorted(server.storage_dir.glob("*.tgz"))
-    assert len(stored) == len(QUIRK_SCALARS), [p.name for p in stored]
+    assert len(stored) == len(QUIRK_SCALARS) + len(QUIRK_STRUCTURES), [p.name for p in stored]
 
     reference_dir = tmp_path / "reference"
     cold_dir = tmp_path / "cold"
