@@ -19,7 +19,9 @@ use crate::storage::{ObjectMeta, Storage, StorageError, join};
 /// is always reconciled with a listing, so a stale or foreign copy costs downloads, never
 /// correctness.
 pub const STATE_FILE: &str = "chartroom-state.json";
-const STATE_FORMAT: &str = "chartroom-state/1";
+/// Bumped when the way a package is read changes (2: Chart.yaml read as Helm reads it), so
+/// that entries an older reader wrote (or refused) are read again once.
+const STATE_FORMAT: &str = "chartroom-state/2";
 const DEFAULT_FETCH_CONCURRENCY: usize = 8;
 
 /// Settings every repository of a registry shares.

@@ -295,3 +295,27 @@ proptest! {
         }
     }
 }
+
+/// A state file written by an older reader (format 1) may hold a chart it refused as
+/// unreadable (`entry: null`): it is not trusted, so the chart is read again and listed.
+#[tokio::test]
+async fn charts_an_older_reader_refused_are_read_again() {
+    let s = Server::new(&[]).await;
+    let pkg = tgz(&[(
+        "kw/Chart.yaml",
+        "apiVersion: v2\nname: kw\nversion: 0.1.0\nkeywords: [true]\n",
+    )]);
+    assert_eq!(s.post("/api/charts", pkg).await.status, StatusCode::CREATED);
+    s.app.registry.load().save_states().await;
+    let state_path = s.root.join("chartroom-state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&state_path).expect("state file written")).unwrap();
+    // This version writes a newer format than the reader that refused such charts.
+    assert_ne!(state["format"], "chartroom-state/1");
+    state["format"] = "chartroom-state/1".into();
+    state["objects"]["kw-0.1.0.tgz"]["entry"] = serde_json::Value::Null;
+    // The package is read again, not taken as unreadable.
+    std::fs::write(&state_path, serde_json::to_vec(&state).unwrap()).unwrap();
+    let cold = Server::on(&s.root, &[]).await;
+    assert_eq!(cold.index_versions("/index.yaml").await, ["kw-0.1.0"]);
+}
