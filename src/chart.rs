@@ -204,38 +204,23 @@ pub struct Metadata {
     pub version: String,
 }
 
-/// `Chart.yaml` is read loosely first: YAML allows numbers and booleans where Helm expects
-/// strings (`version: 1.0`, `appVersion: 2`), and Helm's loader turns them into strings.
-fn stringify_scalars(v: serde_json::Value) -> serde_json::Value {
-    use serde_json::Value;
-    match v {
-        Value::Object(map) => Value::Object(
-            map.into_iter()
-                .map(|(k, v)| {
-                    let keep_bool = matches!(k.as_str(), "deprecated" | "enabled");
-                    let v = match v {
-                        Value::Number(n) => Value::String(n.to_string()),
-                        Value::Bool(b) if !keep_bool => Value::String(b.to_string()),
-                        other => stringify_scalars(other),
-                    };
-                    (k, v)
-                })
-                .collect(),
-        ),
-        Value::Array(items) => Value::Array(items.into_iter().map(stringify_scalars).collect()),
-        other => other,
-    }
-}
-
 impl Metadata {
+    /// Reads `Chart.yaml` as Helm does (see `chart_yaml`): YAML 1.1 scalars, and a number or
+    /// boolean where Helm expects a string takes Go's text of it (`version: 1.0` is `"1"`,
+    /// keyword `true` is `"true"`); then Helm's validation.
     pub fn from_yaml(text: &[u8]) -> Result<Metadata, ChartError> {
-        let raw: serde_json::Value =
-            serde_norway::from_slice(text).map_err(|e| ChartError::BadChartYaml(e.to_string()))?;
-        if !raw.is_object() {
-            return Err(ChartError::BadChartYaml("not a mapping".into()));
-        }
-        let mut md: Metadata = serde_json::from_value(stringify_scalars(raw))
-            .map_err(|e| ChartError::BadChartYaml(e.to_string()))?;
+        use crate::chart_yaml::MetadataError;
+        let doc =
+            crate::yaml11::parse(text).map_err(|e| ChartError::BadChartYaml(e.to_string()))?;
+        let json = crate::chart_yaml::metadata_json(&doc).map_err(|e| match e {
+            MetadataError::Decode(m) => ChartError::BadChartYaml(m),
+            MetadataError::Invalid(m) => ChartError::Invalid(m),
+        })?;
+        let mut md: Metadata = if json.is_null() {
+            Metadata::default()
+        } else {
+            serde_json::from_value(json).map_err(|e| ChartError::BadChartYaml(e.to_string()))?
+        };
         if md.api_version.is_empty() {
             md.api_version = "v1".into();
         }
@@ -269,15 +254,20 @@ impl Metadata {
         if !matches!(self.chart_type.as_str(), "" | "application" | "library") {
             return inv("chart.metadata.type must be application or library".into());
         }
-        for m in &self.maintainers {
-            if m.name.is_empty() {
-                return inv("chart.metadata.maintainers must have a name".into());
-            }
-        }
+        // Helm requires neither a maintainer's name nor a dependency's (null entries are
+        // refused while reading); an alias must be `[a-zA-Z0-9_-]+`.
         let mut seen = std::collections::HashSet::new();
         for d in &self.dependencies {
-            if d.name.is_empty() {
-                return inv("dependencies must have a name".into());
+            if !d.alias.is_empty()
+                && !d
+                    .alias
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            {
+                return inv(format!(
+                    "dependency {:?} has disallowed characters in the alias",
+                    d.name
+                ));
             }
             let key = if d.alias.is_empty() {
                 &d.name
@@ -770,8 +760,120 @@ mod tests {
     fn numeric_versions_become_strings() {
         let pkg = package(&[("c/Chart.yaml", "name: c\nversion: 1.0\nappVersion: 2\n")]);
         let md = read_metadata(&pkg).unwrap();
-        assert_eq!(md.version, "1.0");
+        // Helm's text of the float 1.0 is "1".
+        assert_eq!(md.version, "1");
         assert_eq!(md.app_version, "2");
+        assert_eq!(md.file_name(), "c-1.tgz");
+    }
+
+    /// Each YAML 1.1 scalar form where Helm expects a string, as Helm 4 reads it.
+    #[test]
+    fn yaml11_scalars_read_as_helm_reads_them() {
+        let cases = [
+            ("1.0", "1"),
+            ("1.10", "1.1"),
+            ("123", "123"),
+            ("true", "true"),
+            ("False", "false"),
+            ("yes", "true"),
+            ("Off", "false"),
+            ("y", "true"),
+            ("n", "false"),
+            ("1e3", "1000"),
+            ("1.5e10", "1.5e+10"),
+            ("0x1F", "31"),
+            ("0o17", "15"),
+            ("017", "15"),
+            ("0b11", "3"),
+            ("1_000", "1000"),
+            ("+5", "5"),
+            ("-7", "-7"),
+            ("08", "8"),
+            ("~", ""),
+            ("null", ""),
+            ("2024-01-01", "2024-01-01"),
+            ("1:20", "1:20"),
+            (".inf", "+Inf"),
+            ("-.inf", "-Inf"),
+            (".nan", "NaN"),
+            ("1.50", "1.5"),
+            ("1.23456789", "1.2345679"),
+            ("\"1.0\"", "1.0"),
+            ("'yes'", "yes"),
+            ("!!str 0x1F", "0x1F"),
+            ("18446744073709551615", "18446744073709551615"),
+        ];
+        for (yaml, want) in cases {
+            let text = format!(
+                "name: c\nversion: 1.0.0\ndescription: {yaml}\nkeywords: [{yaml}]\n\
+                 annotations: {{k: {yaml}}}\n"
+            );
+            let text = if want.is_empty() {
+                text
+            } else {
+                format!("{text}maintainers: [{{name: {yaml}}}]\n")
+            };
+            let md = Metadata::from_yaml(text.as_bytes()).unwrap_or_else(|e| panic!("{yaml}: {e}"));
+            assert_eq!(md.description, want, "{yaml}");
+            assert_eq!(md.keywords, [want], "{yaml}");
+            assert_eq!(md.annotations["k"], want, "{yaml}");
+            if !want.is_empty() {
+                assert_eq!(md.maintainers[0].name, want, "{yaml}");
+            }
+        }
+        let md = Metadata::from_yaml(b"name: 0x1F\nversion: 1.10\ndeprecated: yes\n").unwrap();
+        assert_eq!(md.file_name(), "31-1.1.tgz");
+        assert!(md.deprecated);
+        // Booleans stay booleans; a quoted one is a type error, as in Helm.
+        assert!(matches!(
+            Metadata::from_yaml(b"name: c\nversion: 1.0.0\ndeprecated: 'yes'\n"),
+            Err(ChartError::BadChartYaml(m)) if m.contains("deprecated")
+        ));
+        // Name and version are still validated.
+        assert!(matches!(
+            Metadata::from_yaml(b"name: c\nversion: yes\n"),
+            Err(ChartError::Invalid(m)) if m.contains("\"true\" is invalid")
+        ));
+        // As in Helm: maintainers need no name, null entries are refused, aliases are checked.
+        assert!(
+            Metadata::from_yaml(b"name: c\nversion: 1.0.0\nmaintainers: [{email: e}]\n").is_ok()
+        );
+        assert!(matches!(
+            Metadata::from_yaml(b"name: c\nversion: 1.0.0\nmaintainers: [~]\n"),
+            Err(ChartError::Invalid(m)) if m.contains("null")
+        ));
+        assert!(matches!(
+            Metadata::from_yaml(b"name: c\nversion: 1.0.0\ndependencies: [{name: d, alias: a.b}]\n"),
+            Err(ChartError::Invalid(m)) if m.contains("alias")
+        ));
+        assert!(matches!(
+            Metadata::from_yaml(b"name: ~\nversion: 1.0.0\n"),
+            Err(ChartError::Invalid(m)) if m.contains("name is required")
+        ));
+    }
+
+    /// Any bytes give metadata or an error, never a panic.
+    #[test]
+    fn any_bytes_never_panic() {
+        use proptest::prelude::*;
+        let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig::with_cases(2000));
+        let alphabet =
+            prop::sample::select(b"abn:-[]{}&*!|>'\"#~ ,.?<\n\t01eyx%@`\\\x7f\xc2\x85".to_vec());
+        runner
+            .run(&prop::collection::vec(alphabet, 0..80), |bytes| {
+                let _ = Metadata::from_yaml(&bytes);
+                let mut doc = b"name: c\nversion: 1.0.0\n".to_vec();
+                doc.extend_from_slice(&bytes);
+                let _ = Metadata::from_yaml(&doc);
+                Ok(())
+            })
+            .unwrap();
+        runner
+            .run(&prop::collection::vec(any::<u8>(), 0..200), |bytes| {
+                let _ = Metadata::from_yaml(&bytes);
+                Ok(())
+            })
+            .unwrap();
     }
 
     #[test]

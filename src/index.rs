@@ -33,7 +33,7 @@ impl Entry {
         obj.insert("urls".into(), Value::Array(vec![Value::String(url.into())]));
         let name = obj.get("name")?.as_str()?.to_string();
         let version = obj.get("version")?.as_str()?.to_string();
-        let json = serde_json::to_string(&obj).ok()?;
+        let json = json_safe(serde_json::to_string(&obj).ok()?);
         let yaml = crate::yaml::list_item(&obj, 2);
         Some(Entry {
             sort_key: Version::parse(&version).ok(),
@@ -376,7 +376,29 @@ fn push_versions_json(out: &mut String, list: &[Arc<Entry>]) {
 }
 
 fn json_str(s: &str) -> String {
-    serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into())
+    json_safe(serde_json::to_string(s).unwrap_or_else(|_| "\"\"".into()))
+}
+
+/// JSON text with the characters YAML does not allow raw (DEL, C1 controls, U+FFFE/U+FFFF),
+/// the YAML 1.1 line breaks NEL/LS/PS and the BOM written as `\uXXXX` escapes, so that the JSON
+/// index also reads back unchanged through a YAML parser (Helm reads index files as YAML).
+/// JSON's structure is ASCII, so these characters only occur inside strings, where the escape
+/// means the same character.
+fn json_safe(json: String) -> String {
+    use std::fmt::Write;
+    let ok = |c: char| (c.is_ascii() && c != '\u{7f}') || crate::yaml::raw_ok(c);
+    if json.chars().all(ok) {
+        return json;
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if ok(c) {
+            out.push(c);
+        } else {
+            let _ = write!(out, "\\u{:04x}", c as u32);
+        }
+    }
+    out
 }
 
 fn yaml_key(s: &str) -> String {
@@ -465,6 +487,66 @@ mod tests {
             idx.lookup("c", "0.1.1").unwrap_err().to_string(),
             "no chart version found for c-0.1.1"
         );
+    }
+
+    fn hostile_meta(key: &str, value: &str) -> Metadata {
+        Metadata {
+            name: "h".into(),
+            version: "1.0.0".into(),
+            api_version: "v2".into(),
+            description: value.into(),
+            keywords: vec![value.into(), key.into()],
+            annotations: [(key.to_string(), value.to_string())].into_iter().collect(),
+            sources: vec![value.into()],
+            ..Metadata::default()
+        }
+    }
+
+    /// Both index forms read back as the same strings, through JSON and through YAML parsers.
+    fn index_round_trip(key: &str, value: &str) {
+        for json in [false, true] {
+            let mut idx = RepoIndex::new(Layout {
+                url_prefix: "charts/".into(),
+                context_path: String::new(),
+                json,
+            });
+            let md = hostile_meta(key, value);
+            let e = Entry::new(&md, "abc", 0, "h-1.0.0.tgz", "charts/h-1.0.0.tgz");
+            idx.upsert(
+                "h-1.0.0.tgz",
+                Object {
+                    size: 1,
+                    modified_ns: 0,
+                    entry: Some(Arc::new(e)),
+                },
+            );
+            let bytes = idx.bytes();
+            let text = std::str::from_utf8(&bytes).unwrap();
+            let mut parsed: Vec<serde_json::Value> =
+                vec![serde_norway::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"))];
+            if json {
+                parsed.push(serde_json::from_str(text).unwrap());
+            }
+            for p in parsed {
+                let got: Metadata = serde_json::from_value(p["entries"]["h"][0].clone()).unwrap();
+                assert_eq!(got, md, "{text:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn hostile_strings_in_both_index_forms() {
+        for s in crate::yaml::tests::HOSTILE {
+            index_round_trip(s, s);
+        }
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(300))]
+        #[test]
+        fn any_string_in_both_index_forms(key in ".{0,20}", value in proptest::prelude::any::<String>()) {
+            index_round_trip(&key, &value);
+        }
     }
 
     #[test]

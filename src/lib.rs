@@ -9,6 +9,7 @@ pub mod log;
 
 pub mod api;
 pub mod chart;
+pub mod chart_yaml;
 pub mod config;
 pub mod daemon;
 pub mod index;
@@ -18,3 +19,4 @@ pub mod tar_reader;
 pub mod timefmt;
 pub mod version;
 pub mod yaml;
+pub mod yaml11;

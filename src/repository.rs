@@ -22,7 +22,9 @@ use crate::storage::{ObjectMeta, Storage, StorageError, join};
 /// checksum holds, the entry's name and version give exactly its file name, and its size and
 /// modification time match the listing. Anything else is read again from storage.
 pub const STATE_FILE: &str = "chartroom-state.json";
-/// Version 2 added the checksum; version 1 files are ignored (read once more from storage).
+/// Bumped when the file's layout or the way a package is read changes: 2 added the checksum
+/// and reads Chart.yaml as Helm reads it. Files of another version are ignored, so every
+/// package is read once more from storage.
 pub const STATE_FORMAT: &str = "chartroom-state/2";
 const DEFAULT_FETCH_CONCURRENCY: usize = 8;
 

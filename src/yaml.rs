@@ -41,13 +41,73 @@ fn plain_ok(s: &str) -> bool {
     true
 }
 
+/// True when `c` may stand unescaped inside a double-quoted scalar: printable in YAML, not a
+/// line break of YAML 1.1 (NEL, LS, PS), not the byte-order mark, and not `"` or `\`.
+pub(crate) fn raw_ok(c: char) -> bool {
+    matches!(c, '\u{20}'..='\u{7e}' | '\u{a0}'..='\u{d7ff}' | '\u{e000}'..='\u{fffd}' | '\u{10000}'..)
+        && !matches!(c, '"' | '\\' | '\u{2028}' | '\u{2029}' | '\u{feff}')
+}
+
+/// `s` as a double-quoted YAML scalar that YAML 1.1 and 1.2 parsers read back unchanged:
+/// every character outside the printable set (C0, DEL, C1, surrogates cannot occur), the line
+/// breaks NEL/LS/PS, the BOM and U+FFFE/U+FFFF are written as escapes. Characters past the
+/// BMP stay raw (they are printable; JSON-style surrogate pairs are not valid YAML).
+pub fn quoted(s: &str) -> String {
+    use std::fmt::Write;
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            c if raw_ok(c) => out.push(c),
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\t' => out.push_str("\\t"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            c if (c as u32) < 0x100 => {
+                let _ = write!(out, "\\x{:02X}", c as u32);
+            }
+            c => {
+                let _ = write!(out, "\\u{:04X}", c as u32);
+            }
+        }
+    }
+    out.push('"');
+    out
+}
+
 /// A string as a YAML scalar.
 pub fn scalar_str(s: &str) -> String {
     if plain_ok(s) {
         s.to_string()
     } else {
-        // JSON string escapes are valid YAML double-quoted escapes.
-        serde_json::to_string(s).unwrap_or_else(|_| "\"\"".to_string())
+        quoted(s)
+    }
+}
+
+/// Past this many characters a key is written in the explicit form (`? key`): YAML limits
+/// implicit keys to 1024 characters, and libyaml-based parsers enforce it.
+const IMPLICIT_KEY_MAX: usize = 1000;
+
+/// A number as a YAML scalar both YAML 1.1 and 1.2 read as a number: YAML 1.1 wants a dot in
+/// the mantissa and a sign in the exponent of a float (`1.0e+21`, not `1e21`).
+fn number(n: &serde_json::Number) -> String {
+    let s = n.to_string();
+    match s.split_once(['e', 'E']) {
+        Some((mant, exp)) => {
+            let mant = if mant.contains('.') {
+                mant.to_string()
+            } else {
+                format!("{mant}.0")
+            };
+            let exp = if exp.starts_with(['+', '-']) {
+                exp.to_string()
+            } else {
+                format!("+{exp}")
+            };
+            format!("{mant}e{exp}")
+        }
+        None => s,
     }
 }
 
@@ -55,7 +115,7 @@ fn scalar(v: &Value) -> Option<String> {
     Some(match v {
         Value::Null => "null".to_string(),
         Value::Bool(b) => b.to_string(),
-        Value::Number(n) => n.to_string(),
+        Value::Number(n) => number(n),
         Value::String(s) => scalar_str(s),
         Value::Array(a) if a.is_empty() => "[]".to_string(),
         Value::Object(m) if m.is_empty() => "{}".to_string(),
@@ -79,7 +139,21 @@ fn write_map(
         if i > 0 || !first_inline {
             pad(out, indent);
         }
-        out.push_str(&scalar_str(k));
+        let key = scalar_str(k);
+        // A long key is written explicitly, its value on the next line after `:`; lists
+        // under it are indented (a list at the key's own indentation is only allowed after
+        // an implicit key).
+        let explicit = key.chars().count() > IMPLICIT_KEY_MAX;
+        let list_indent = if explicit {
+            out.push_str("? ");
+            out.push_str(&key);
+            out.push('\n');
+            pad(out, indent);
+            indent + 2
+        } else {
+            out.push_str(&key);
+            indent
+        };
         out.push(':');
         match scalar(v) {
             Some(s) => {
@@ -91,7 +165,7 @@ fn write_map(
                 out.push('\n');
                 match v {
                     Value::Object(m) => write_map(out, m, indent + 2, false),
-                    Value::Array(a) => write_list(out, a, indent),
+                    Value::Array(a) => write_list(out, a, list_indent),
                     _ => {}
                 }
             }
@@ -134,8 +208,9 @@ pub fn list_item(map: &serde_json::Map<String, Value>, indent: usize) -> String 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     #[test]
     fn quotes_yaml11_lookalikes() {
@@ -186,6 +261,137 @@ mod tests {
             "Bench Person",
         ] {
             assert!(plain_ok(s), "{s:?} quoted");
+        }
+    }
+
+    /// The characters YAML forbids raw or folds, each class of them.
+    pub(crate) const HOSTILE: &[&str] = &[
+        "tab\there",
+        "nul\u{0}",
+        "esc\u{1b}[0m",
+        "cr\rlf\n",
+        "bell\u{7}",
+        "del\u{7f}",
+        "c1\u{80}\u{9f}",
+        "nel\u{85}next",
+        "ls\u{2028}ps\u{2029}",
+        "bom\u{feff}",
+        "nonchar\u{fffe}\u{ffff}",
+        "astral 😀 \u{10ffff}",
+        " lead",
+        "trail ",
+        "a: b",
+        "a #b",
+        "#x",
+        "yes",
+        "null",
+        "~",
+        "\"q\" \\ back",
+        "nbsp\u{a0}",
+        "",
+        "-",
+        "? x",
+        "[a]",
+        "{a}",
+        "&a",
+        "*a",
+        "!t",
+        "%p",
+        "@x",
+        "`x",
+        "|x",
+        ">x",
+        "'x'",
+    ];
+
+    fn round_trip(key: &str, value: &str) {
+        let v = serde_json::json!({
+            "annotations": {key: value, "k": key},
+            "description": value,
+            "keywords": [value, key],
+            "maintainers": [{"name": value, "email": key}],
+            "name": key,
+        });
+        let text = format!("entries:\n{}", list_item(v.as_object().unwrap(), 2));
+        let parsed: Value = serde_norway::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"));
+        assert_eq!(parsed["entries"][0], v, "{text}");
+        // No raw character outside the printable set, no raw line break inside a scalar.
+        assert!(
+            text.chars()
+                .all(|c| c == '\n' || (raw_ok(c) || c == '"' || c == '\\')),
+            "{text:?}"
+        );
+    }
+
+    #[test]
+    fn hostile_strings_round_trip() {
+        for a in HOSTILE {
+            round_trip(a, a);
+            round_trip("k", a);
+        }
+        let long = "k".repeat(1500);
+        round_trip(&long, "v");
+        // Long keys first in a list item's mapping, and with nested values.
+        let v = serde_json::json!({
+            &long: ["a", {&long: {"x": [1, 2.5e21]}}],
+            "list": [{&long: "x", "b": [1, 2]}, {"c": {&long: []}}],
+        });
+        let text = format!("top:\n{}", list_item(v.as_object().unwrap(), 0));
+        let parsed: Value = serde_norway::from_str(&text).unwrap();
+        assert_eq!(parsed["top"][0], v, "{text}");
+        round_trip(&format!("{long}\u{85}"), &long);
+    }
+
+    fn hostile_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            any::<char>(),
+            prop::sample::select(vec![
+                '\u{0}',
+                '\t',
+                '\n',
+                '\r',
+                '\u{1b}',
+                '\u{7f}',
+                '\u{80}',
+                '\u{85}',
+                '\u{9f}',
+                '\u{a0}',
+                '\u{2028}',
+                '\u{2029}',
+                '\u{feff}',
+                '\u{fffe}',
+                '\u{ffff}',
+                '\u{1f600}',
+                '\u{10ffff}',
+                ' ',
+                ':',
+                '#',
+                '"',
+                '\\',
+                '\'',
+                '-',
+                '?',
+                '&',
+                '*',
+            ]),
+            prop::char::range('a', 'c'),
+        ]
+    }
+
+    fn hostile_string() -> impl Strategy<Value = String> {
+        prop::collection::vec(hostile_char(), 0..24).prop_map(String::from_iter)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(600))]
+        #[test]
+        fn any_string_round_trips(key in hostile_string(), value in hostile_string()) {
+            round_trip(&key, &value);
+        }
+
+        #[test]
+        fn any_rust_string_round_trips(key in any::<String>(), value in any::<String>()) {
+            round_trip(&key, &value);
         }
     }
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import gzip
+import io
 import json
 import os
 import re
@@ -18,6 +20,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tarfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -716,3 +719,41 @@ def copy_charts(chart_set: ChartSet, dest: Path) -> Path:
     for chart in chart_set.charts:
         shutil.copyfile(chart.path, dest / chart.filename)
     return dest
+
+
+# --------------------------------------------------------------------------
+# Charts built without Helm (Chart.yaml that `helm package` would refuse or rewrite)
+# --------------------------------------------------------------------------
+
+
+def yaml_quoted(text: str) -> str:
+    """``text`` as a double-quoted YAML scalar in plain ASCII: every other character escaped."""
+    out = ['"']
+    for ch in text:
+        code = ord(ch)
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif 0x20 <= code <= 0x7E:
+            out.append(ch)
+        elif code <= 0xFF:
+            out.append(f"\\x{code:02X}")
+        elif code <= 0xFFFF:
+            out.append(f"\\u{code:04X}")
+        else:
+            out.append(f"\\U{code:08X}")
+    out.append('"')
+    return "".join(out)
+
+
+def build_package(files: dict[str, str | bytes]) -> bytes:
+    """A chart package (.tgz) holding ``files`` ({path inside the archive: contents})."""
+    buf = io.BytesIO()
+    with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0) as gz:
+        with tarfile.open(fileobj=gz, mode="w") as tar:
+            for path, body in files.items():
+                data = body.encode() if isinstance(body, str) else body
+                info = tarfile.TarInfo(path)
+                info.size = len(data)
+                info.mode = 0o644
+                tar.addfile(info, io.BytesIO(data))
+    return buf.getvalue()

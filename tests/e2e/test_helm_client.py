@@ -471,3 +471,164 @@ def test_provenance_from_helm_sign(start_chartroom, charts, helm_home, tmp_path)
     for chart, res in zip((first, second), verified):
         out = helm_ok(res, f"helm verify {chart.filename}")
         assert any(SIGNING_KEY_NAME in s for s in out["signed_by"]), out
+
+
+# ---------------------------------------------------------------------------
+# Chart.yaml scalars that YAML 1.1 types (issue 13, item 14)
+# ---------------------------------------------------------------------------
+
+# Untyped (plain) scalars Helm reads through sigs.k8s.io/yaml (go-yaml v2):
+# where Metadata wants a string it takes Go's text of the bool/int/float.
+QUIRK_SCALARS = [
+    "1.0", "1.10", "123", "true", "False", "TRUE", "yes", "No", "on", "OFF", "y", "n",
+    "1e3", "1.5e10", "1.5E-7", "0x1F", "0X1f", "0o17", "017", "08", "0b101", "1_000",
+    "1__0", "+5", "-7", "+0x10", "-0o7", "0x", "0b", "~", "null", "Null", "2024-01-01",
+    "2001-12-14t21:59:43.10Z", "2001-12-14 21:59:43.10", "1:20", ".inf", "-.Inf", "+.inf",
+    ".nan", ".5", ".5_5", "1_0.5", "+.5", "-.5e-3", "1.", "1.50", "1.23456789",
+    "1234567.0", "0.00001", "0.0001", "-0.0", "123456789012", "18446744073709551615",
+    "9223372036854775808", "-9223372036854775809", "100000000000000000000", "1e400",
+    "'1.0'", '"yes"', "!!str 0x1F", "!!int '0x10'", "!!float 3", "!!bool 'on'",
+    "!!binary aGVsbG8=", "yes!", "0x1G", "._5", ".iNf",
+]
+
+# Valid chart versions once Helm has read them.
+QUIRK_VERSIONS = ["1.0", "1.10", "2", "0x1F", "1e3", "0o17", "1_000", "017", "+6", "1.5e1",
+                  "!!float 4", "'5.1.0'", "3.0.0"]
+
+
+def quirk_chart_yaml(i: int, scalar: str) -> str:
+    v = scalar
+    version = QUIRK_VERSIONS[i % len(QUIRK_VERSIONS)]
+    key = ["1.0", "yes", "0x10", ".inf", "1e3", "on", "2024-01-01", "017"][i % 8]
+    return f"""apiVersion: v2
+name: quirk{i}
+version: {version}
+description: {v}
+home: {v}
+icon: {v}
+appVersion: {v}
+condition: {v}
+tags: {v}
+keywords:
+  - {v}
+  - plain
+sources:
+  - {v}
+maintainers:
+  - name: maintainer
+    email: {v}
+    url: {v}
+annotations:
+  value: {v}
+  {key}: from a typed key
+dependencies:
+  - name: dep
+    version: {v}
+    repository: https://example.invalid/charts
+    condition: {v}
+    tags:
+      - {v}
+"""
+
+
+# Field-by-field reading: keys matched case-insensitively (the last in sorted order
+# wins), anchors, aliases and merge keys, nulls, typed map keys, tags.
+QUIRK_STRUCTURES = [
+    """apiVersion: v2
+Name: wrong
+name: s0
+version: 1.0.0
+Description: first
+description: second
+DESCRIPTION: third
+VERSION: 2.0.0
+""",
+    """apiVersion: v2
+name: s1
+version: &v 1.2.3
+appVersion: *v
+keywords: &k [a, yes, 1.0]
+sources: *k
+annotations:
+  <<: [{a: 1, b: 2}, {b: 3, c: 4}]
+  c: 5
+  d: *v
+maintainers:
+  - &m {name: x, Email: y}
+  - *m
+""",
+    """apiVersion: v2
+name: s2
+version: 1.0.0
+keywords: ~
+sources: []
+annotations: ~
+description: ~
+home:
+dependencies:
+  - name: d
+    repository: https://example.invalid/charts
+    enabled: yes
+    import-values: [child, {child: a, parent: b}, 1, 1.5, true, ~]
+    tags: [~, yes]
+""",
+    """apiVersion: v2
+name: s3
+version: 1.0.0
+description: !custom 1.0
+icon: !!str yes
+annotations: {1: a, 1.5: b, true: c, 0x10: d, x: ~, .inf: e}
+""",
+    """apiVersion: v2
+name: s4
+version: 1.0.0
+\u212aeywords: [kelvin]
+\u017fources: [long-s]
+""",
+]
+
+
+def test_yaml11_scalars_indexed_like_helm(start_chartroom, helm_home, tmp_path):
+    """Every string field holding an untyped scalar: chartroom's index equals Helm's.
+
+    The packages are uploaded (chartroom stores each as <name>-<Helm's version>.tgz),
+    indexed again by a second chartroom from that storage (a cold start), and
+    compared with what `helm repo index` writes for the same files.
+    """
+    from e2e_lib import build_package
+
+    server = start_chartroom()
+    for i, scalar in enumerate(QUIRK_SCALARS):
+        data = build_package({f"quirk{i}/Chart.yaml": quirk_chart_yaml(i, scalar)})
+        resp = upload(server, data)
+        assert resp.status_code == 201, (scalar, resp.status_code, resp.text[:300])
+    for i, text in enumerate(QUIRK_STRUCTURES):
+        resp = upload(server, build_package({f"s{i}/Chart.yaml": text}))
+        assert resp.status_code == 201, (text, resp.status_code, resp.text[:300])
+    stored = sorted(server.storage_dir.glob("*.tgz"))
+    assert len(stored) == len(QUIRK_SCALARS) + len(QUIRK_STRUCTURES), [p.name for p in stored]
+
+    reference_dir = tmp_path / "reference"
+    cold_dir = tmp_path / "cold"
+    for d in (reference_dir, cold_dir):
+        d.mkdir()
+        for p in stored:
+            (d / p.name).write_bytes(p.read_bytes())
+    [gen] = run_helm("helm_python", [{"op": "repo_index_generate",
+                                     "directory": str(reference_dir)}], helm_home())
+    helm_ok(gen, "helm repo index")
+    reference = yaml.safe_load((reference_dir / "index.yaml").read_text())
+
+    # chartroom named each file as Helm names the version.
+    problems = []
+    for name, versions in (reference.get("entries") or {}).items():
+        for entry in versions:
+            if entry["urls"] != [f"{name}-{entry['version']}.tgz"]:
+                problems.append(f"{name}: stored as {entry['urls']}, Helm's version is "
+                                f"{entry['version']!r}")
+    cold = start_chartroom(storage_dir=cold_dir)
+    for label, srv in (("upload", server), ("cold start", cold)):
+        actual = wait_for_index(srv, {n: [e["version"] for e in v]
+                                      for n, v in reference["entries"].items()})
+        problems += [f"{label}: {p}" for p in compare_indexes(actual, reference)]
+    assert not problems, "\n".join(problems)
