@@ -12,6 +12,7 @@ pub mod chart;
 pub mod config;
 pub mod daemon;
 pub mod index;
+pub mod keylock;
 pub mod repository;
 pub mod storage;
 pub mod timefmt;
