@@ -121,3 +121,160 @@ async fn overwrite_upload_delete_race_keeps_index_and_disk_agreeing() {
     let s = Server::new(&["--allow-overwrite"]).await;
     race_rounds(&s, 300, "").await;
 }
+
+fn error_of(r: &crate::common::Resp) -> String {
+    r.json()["error"].as_str().unwrap_or_default().to_string()
+}
+
+/// Item 6: a chart whose name starts with a dot would be a hidden file: refused with a 400
+/// that names the rule, by every upload route; nothing is stored.
+#[tokio::test]
+async fn dot_names_are_refused_at_upload() {
+    let s = Server::new(&[]).await;
+    let r = s.post("/api/charts", chart(".hid", "1.0.0")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        error_of(&r).contains("must not start with '.'"),
+        "{}",
+        r.text()
+    );
+    let r = s
+        .post_form(
+            "/api/charts",
+            &[("chart", "c.tgz", &chart(".hid", "1.0.0"))],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let r = s.post("/api/prov", prov(".hid", "1.0.0")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(
+        error_of(&r).contains("must not start with '.'"),
+        "{}",
+        r.text()
+    );
+    assert!(!s.root.join(".hid-1.0.0.tgz").exists());
+    assert!(!s.root.join(".hid-1.0.0.tgz.prov").exists());
+}
+
+/// Item 6: a dot-named chart put into storage by other means (a ChartMuseum directory taken
+/// over) is listed, and stays through a refresh and a restart.
+#[tokio::test]
+async fn dot_named_charts_in_storage_survive_refresh_and_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".hid-1.0.0.tgz"), chart(".hid", "1.0.0")).unwrap();
+    let s = Server::on(dir.path(), &[]).await;
+    assert_eq!(s.index_versions("/index.yaml").await, [".hid-1.0.0"]);
+    s.refresh().await;
+    assert_eq!(s.index_versions("/index.yaml").await, [".hid-1.0.0"]);
+    s.app.registry.load().save_states().await;
+    drop(s);
+    let s = Server::on(dir.path(), &[]).await;
+    assert_eq!(s.index_versions("/index.yaml").await, [".hid-1.0.0"]);
+    let r = s.delete("/api/charts/.hid/1.0.0").await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(s.index_versions("/index.yaml").await.is_empty());
+}
+
+/// Item 7: the longest file names a file system keeps are stored and survive a refresh and a
+/// restart; a longer one is a 400 that names the limit, by every upload route.
+#[tokio::test]
+async fn long_names_are_stored_and_too_long_names_are_400() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Server::on(dir.path(), &[]).await;
+    // 230 characters (the case: a 240-byte file name); 245 (a 255-byte file name,
+    // the longest there is).
+    let mut kept = Vec::new();
+    for len in [230, 245] {
+        let name = "n".repeat(len);
+        let r = s.post("/api/charts", chart(&name, "1.0.0")).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{len}: {}", r.text());
+        let r = s.get(&format!("/charts/{name}-1.0.0.tgz")).await;
+        assert_eq!(r.status, StatusCode::OK);
+        kept.push(format!("{name}-1.0.0"));
+    }
+    // Its provenance file would be 260 bytes long: refused, the chart stays.
+    let name = "n".repeat(245);
+    let r = s.post("/api/prov", prov(&name, "1.0.0")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(error_of(&r).contains("255 bytes"), "{}", r.text());
+    // One byte more: a 256-byte file name.
+    let name = "n".repeat(246);
+    let r = s.post("/api/charts", chart(&name, "1.0.0")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(error_of(&r).contains("255 bytes"), "{}", r.text());
+    let r = s
+        .post_form("/api/charts", &[("chart", "c.tgz", &chart(&name, "1.0.0"))])
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    // Characters count as their UTF-8 bytes: 82 × 3 bytes + "-1.0.0.tgz" = 256 bytes.
+    let r = s.post("/api/charts", chart(&"€".repeat(82), "1.0.0")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    // Reads of a too-long name are a client error too, not a storage failure.
+    let r = s.get(&format!("/charts/{name}-1.0.0.tgz")).await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+    let r = s.delete(&format!("/api/charts/{name}/1.0.0")).await;
+    assert!(r.status.is_client_error(), "{}", r.status);
+
+    kept.sort();
+    s.refresh().await;
+    let mut listed = s.index_versions("/index.yaml").await;
+    listed.sort();
+    assert_eq!(listed, kept);
+    s.app.registry.load().save_states().await;
+    drop(s);
+    let s = Server::on(dir.path(), &[]).await;
+    let mut listed = s.index_versions("/index.yaml").await;
+    listed.sort();
+    assert_eq!(listed, kept);
+}
+
+fn set_age(path: &Path, secs: u64) {
+    let f = std::fs::File::options().write(true).open(path).unwrap();
+    f.set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(secs))
+        .unwrap();
+}
+
+/// Item 10: temporary files a crash left behind (in the temporary directory, and beside
+/// their target as earlier versions wrote them) are removed at start once stale; fresh ones
+/// (an upload in flight) and charts are not touched.
+#[tokio::test]
+async fn stale_temporary_files_are_removed_at_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let tmp = root.join(chartroom::storage::local::TEMP_DIR);
+    std::fs::create_dir_all(&tmp).unwrap();
+    std::fs::create_dir_all(root.join("org")).unwrap();
+    let stale = [
+        tmp.join("1111111111111111.tmp"),
+        root.join(".c-1.0.0.tgz.tmp-1111111111111111"),
+        root.join("org/.c-1.0.0.tgz.tmp-2222222222222222"),
+    ];
+    let fresh = [
+        tmp.join("3333333333333333.tmp"),
+        root.join(".c-1.0.0.tgz.tmp-3333333333333333"),
+    ];
+    for p in stale.iter().chain(&fresh) {
+        std::fs::write(p, vec![0u8; 4096]).unwrap();
+    }
+    std::fs::write(root.join("c-1.0.0.tgz"), chart("c", "1.0.0")).unwrap();
+    for p in stale.iter().chain([&root.join("c-1.0.0.tgz")]) {
+        set_age(p, 3600);
+    }
+    let s = Server::on(root, &[]).await;
+    for p in &stale {
+        assert!(!p.exists(), "{} stayed", p.display());
+    }
+    for p in &fresh {
+        assert!(p.exists(), "{} removed", p.display());
+    }
+    assert_eq!(s.index_versions("/index.yaml").await, ["c-1.0.0"]);
+    // An upload leaves nothing behind in the temporary directory.
+    let r = s.post("/api/charts", chart("d", "1.0.0")).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let left: Vec<_> = std::fs::read_dir(&tmp)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(left, [fresh[0].clone()]);
+}
