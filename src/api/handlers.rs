@@ -20,7 +20,7 @@ const WELCOME: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>chartroom</title>
 
 /// The longest file name a stored chart or provenance file may have, in bytes (the limit of
 /// common file systems, `NAME_MAX`), so that an upload storage could not keep is a 400.
-pub const MAX_FILE_NAME_BYTES: usize = 255;
+pub const MAX_FILE_NAME_BYTES: usize = crate::storage::local::NAME_MAX;
 
 /// Per stored chart file: held by an upload from the write to the index update, and by a
 /// delete from the removal to the index update, so that after every request the index
