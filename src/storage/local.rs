@@ -38,9 +38,8 @@ pub struct LocalStorage {
 }
 
 impl LocalStorage {
-    /// Uses `root` (made absolute) as the storage root; it is created when missing, with its
-    /// directory for temporary files. Stale temporary files (of writes a crash interrupted)
-    /// are removed.
+    /// Uses `root` (made absolute) as the storage root; it is created when missing. Stale
+    /// temporary files (of writes a crash interrupted) are removed.
     pub fn new(root: impl AsRef<Path>) -> Result<LocalStorage> {
         let root = root.as_ref();
         let display = root.display().to_string();
@@ -52,7 +51,8 @@ impl LocalStorage {
                 .join(root)
         };
         std::fs::create_dir_all(&root).map_err(|e| StorageError::io(&display, e))?;
-        create_dir_durably(&root.join(TEMP_DIR)).map_err(|e| StorageError::io(&display, e))?;
+        // The temporary directory is made by the first write: a root that is only read (or
+        // read-only) stays as it is.
         let removed = sweep_temp_dir(&root.join(TEMP_DIR)) + sweep_legacy(&root, SWEEP_DEPTH);
         if removed > 0 {
             info!("removed stale temporary files of interrupted uploads",
@@ -164,7 +164,7 @@ impl Temp {
                 .create_new(true)
                 .open(&path)
         };
-        // The directory exists unless someone removed it since the start.
+        // The directory exists after the first write (unless someone removed it since).
         let mut file = match open() {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 create_dir_durably(&dir)?;
