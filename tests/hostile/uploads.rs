@@ -278,3 +278,44 @@ async fn stale_temporary_files_are_removed_at_start() {
         .collect();
     assert_eq!(left, [fresh[0].clone()]);
 }
+
+mod names {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(48))]
+        /// Any chart name: stored (201) exactly when its file name is at most 255 bytes long
+        /// and does not start with '.'; otherwise a 400 naming the rule. Never a 500.
+        #[test]
+        fn upload_names_are_stored_or_refused_by_rule(
+            first in prop_oneof![Just("."), Just("a"), Just("é"), Just("€")],
+            rest in proptest::collection::vec(
+                prop_oneof![1 => Just("b"), 1 => Just("é"), 2 => Just("€"), 1 => Just(".")],
+                0..200,
+            ),
+        ) {
+            let name = format!("{first}{}", rest.concat());
+            let file = format!("{name}-1.0.0.tgz");
+            let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+            rt.block_on(async {
+                let s = Server::new(&[]).await;
+                let r = s.post("/api/charts", chart(&name, "1.0.0")).await;
+                let error = r.json()["error"].as_str().unwrap_or_default().to_string();
+                if name.starts_with('.') {
+                    prop_assert_eq!(r.status, StatusCode::BAD_REQUEST);
+                    prop_assert!(error.contains("must not start with '.'"), "{}", error);
+                } else if file.len() > 255 {
+                    prop_assert_eq!(r.status, StatusCode::BAD_REQUEST);
+                    prop_assert!(error.contains("the limit is 255 bytes"), "{}", error);
+                } else {
+                    prop_assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+                    prop_assert!(s.root.join(&file).exists());
+                    s.refresh().await;
+                    prop_assert_eq!(s.index_versions("/index.yaml").await, vec![format!("{name}-1.0.0")]);
+                }
+                Ok(())
+            })?;
+        }
+    }
+}
