@@ -18,39 +18,6 @@ const WELCOME: &str = "<!DOCTYPE html>\n<html>\n<head>\n<title>chartroom</title>
 <h1>chartroom</h1>\n<p>This is a Helm chart repository. Add it with\n\
 <code>helm repo add &lt;name&gt; &lt;this URL&gt;</code>.</p>\n</body>\n</html>\n";
 
-/// The longest file name a stored chart or provenance file may have, in bytes (the limit of
-/// common file systems, `NAME_MAX`), so that an upload storage could not keep is a 400.
-pub const MAX_FILE_NAME_BYTES: usize = crate::storage::local::NAME_MAX;
-
-/// Per stored chart file: held by an upload from the write to the index update, and by a
-/// delete from the removal to the index update, so that after every request the index
-/// describes what storage holds. Keyed by backend and path; an entry lives only while used.
-static FILE_LOCKS: std::sync::LazyLock<KeyLock> = std::sync::LazyLock::new(KeyLock::new);
-
-/// Checks a file name an upload would store: a plain name, not hidden (a leading `.`), and
-/// not longer than [`MAX_FILE_NAME_BYTES`].
-fn check_upload_file_name(file: &str) -> Result<()> {
-    if !chart::is_plain_file_name(file) {
-        return Err(ApiError::BadRequest(format!(
-            "{file} is improperly formatted"
-        )));
-    }
-    if file.starts_with('.') {
-        return Err(ApiError::BadRequest(format!(
-            "{file}: a chart name must not start with '.' (such files are hidden)"
-        )));
-    }
-    if file.len() > MAX_FILE_NAME_BYTES {
-        return Err(ApiError::BadRequest(format!(
-            "file name {}... is {} bytes long; the limit is {MAX_FILE_NAME_BYTES} bytes \
-             (<name>-<version>.tgz and .tgz.prov)",
-            file.chars().take(40).collect::<String>(),
-            file.len()
-        )));
-    }
-    Ok(())
-}
-
 pub(super) struct Ctx<'a> {
     pub app: &'a App,
     pub cfg: &'a Config,
@@ -578,6 +545,39 @@ impl Ctx<'_> {
         repo.record_delete(&file);
         Ok(json_response(StatusCode::OK, "{\"deleted\":true}"))
     }
+}
+
+/// The longest file name a stored chart or provenance file may have, in bytes (the limit of
+/// common file systems, `NAME_MAX`), so that an upload storage could not keep is a 400.
+pub const MAX_FILE_NAME_BYTES: usize = crate::storage::local::NAME_MAX;
+
+/// Per stored chart file: held by an upload from the write to the index update, and by a
+/// delete from the removal to the index update, so that after every request the index
+/// describes what storage holds. Keyed by backend and path; an entry lives only while used.
+static FILE_LOCKS: std::sync::LazyLock<KeyLock> = std::sync::LazyLock::new(KeyLock::new);
+
+/// Checks a file name an upload would store: a plain name, not hidden (a leading `.`), and
+/// not longer than [`MAX_FILE_NAME_BYTES`].
+fn check_upload_file_name(file: &str) -> Result<()> {
+    if !chart::is_plain_file_name(file) {
+        return Err(ApiError::BadRequest(format!(
+            "{file} is improperly formatted"
+        )));
+    }
+    if file.starts_with('.') {
+        return Err(ApiError::BadRequest(format!(
+            "{file}: a chart name must not start with '.' (such files are hidden)"
+        )));
+    }
+    if file.len() > MAX_FILE_NAME_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "file name {}... is {} bytes long; the limit is {MAX_FILE_NAME_BYTES} bytes \
+             (<name>-<version>.tgz and .tgz.prov)",
+            file.chars().take(40).collect::<String>(),
+            file.len()
+        )));
+    }
+    Ok(())
 }
 
 fn saved() -> Response<Body> {
