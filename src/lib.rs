@@ -13,6 +13,7 @@ pub mod chart_yaml;
 pub mod config;
 pub mod daemon;
 pub mod index;
+pub mod keylock;
 pub mod repository;
 pub mod storage;
 pub mod tar_reader;

@@ -89,8 +89,6 @@ pub struct Repo {
     /// Set once the index has been loaded; read without the lock, so that requests never wait
     /// for a reconciliation in progress (which may be stuck on a slow storage for a while).
     loaded: AtomicBool,
-    /// Serialises uploads that replace an existing object, so index and storage agree.
-    pub overwrite_lock: tokio::sync::Mutex<()>,
     seq: AtomicU64,
     /// Files changed through the API, with the sequence number of the change: a
     /// reconciliation that started before the change must not undo it.
@@ -132,7 +130,6 @@ impl Repo {
             index: Mutex::new(RepoIndex::new(layout)),
             refresh: tokio::sync::Mutex::new(()),
             loaded: AtomicBool::new(false),
-            overwrite_lock: tokio::sync::Mutex::new(()),
             seq: AtomicU64::new(0),
             recent: Mutex::new(HashMap::new()),
             state_dirty: AtomicBool::new(false),

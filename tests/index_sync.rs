@@ -181,11 +181,13 @@ async fn concurrent_same_version_uploads() {
             idx["entries"]["c"][0]["digest"],
             chartroom::repository::sha256_hex(winner).as_str()
         );
-        // No temporary files are left behind.
+        // No temporary files are left behind (temporary files live in their own directory).
+        let temp = chartroom::storage::local::TEMP_DIR;
         let leftovers: Vec<_> = std::fs::read_dir(&s.root)
             .unwrap()
+            .chain(std::fs::read_dir(s.root.join(temp)).unwrap())
             .map(|e| e.unwrap().file_name().into_string().unwrap())
-            .filter(|n| n.starts_with('.'))
+            .filter(|n| n.starts_with('.') && n != temp || n.ends_with(".tmp"))
             .collect();
         assert!(leftovers.is_empty(), "{leftovers:?}");
     }

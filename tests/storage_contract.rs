@@ -323,6 +323,48 @@ async fn unusual_names_round_trip(be: &Backend) {
     assert_eq!(names(&s.list("a b").await.unwrap()), ["y.tgz"]);
 }
 
+/// Every file name an upload can store comes back from a listing exactly as it went in (a name
+/// a listing drops or changes would be a chart accepted, then lost at the next refresh):
+/// hidden (dot) names, the longest names a file system keeps (255 bytes), and characters
+/// that XML, JSON or URL handling could alter (noncharacters, separators, a BOM, astral
+/// characters, decomposed accents, markup and YAML punctuation, spaces at either end).
+async fn listing_shows_every_name_an_upload_accepts(be: &Backend) {
+    let s = be.fresh("accepted");
+    let longest = format!("{}-1.0.0.tgz", "l".repeat(245));
+    assert_eq!(longest.len(), 255);
+    let odd = [
+        ".hid-1.0.0.tgz",
+        "..two-1.0.0.tgz",
+        longest.as_str(),
+        "nonchar\u{fffe}\u{ffff}-1.0.0.tgz",
+        "sep\u{2028}\u{2029}x-1.0.0.tgz",
+        "bom\u{feff}-1.0.0.tgz",
+        "astral\u{1f600}\u{1d11e}-1.0.0.tgz",
+        "u\u{308}mlaut-1.0.0.tgz",
+        "quote\"'<>&amp;-1.0.0.tgz",
+        "yaml: #~ yes-1.0.0.tgz",
+        "glob*?[]{}-1.0.0.tgz",
+        " lead-1.0.0.tgz",
+        "trail -1.0.0.tgz",
+        "p-1.0.0.tgz.prov",
+    ];
+    for n in odd {
+        let m = s
+            .put_if_absent(n, b(n))
+            .await
+            .unwrap_or_else(|e| panic!("{}: put {n:?}: {e}", be.name));
+        assert_eq!(m.name, n);
+    }
+    let listed = s.list("").await.unwrap();
+    let mut want: Vec<&str> = odd.to_vec();
+    want.sort();
+    assert_eq!(names(&listed), want, "{}", be.name);
+    for n in want {
+        assert_eq!(s.get(n).await.unwrap(), b(n), "{}: {n:?}", be.name);
+        assert_eq!(s.stat(n).await.unwrap().name, n);
+    }
+}
+
 async fn bad_paths_are_refused(be: &Backend) {
     let s = be.fresh("badpaths");
     for bad in [
@@ -456,6 +498,7 @@ contract!(
     listing_is_one_level,
     many_objects_page_through,
     unusual_names_round_trip,
+    listing_shows_every_name_an_upload_accepts,
     bad_paths_are_refused,
     empty_and_large_objects,
     describe_names_the_backend,

@@ -10,6 +10,7 @@ use super::{ApiError, App, Body, empty, full, json_response};
 use crate::chart::{self, Metadata};
 use crate::config::Config;
 use crate::index::versions_json;
+use crate::keylock::{KeyGuard, KeyLock};
 use crate::repository::{Registry, Repo, sha256_hex};
 use crate::storage::{StorageError, join};
 
@@ -333,18 +334,29 @@ impl Ctx<'_> {
         let meta =
             chart::parse_off_thread(move || chart::read_metadata_with(&body, &limits)).await?;
         let file = meta.file_name();
-        if !chart::is_plain_file_name(&file) {
-            return Err(ApiError::BadRequest(format!(
-                "{file} is improperly formatted"
-            )));
-        }
+        check_upload_file_name(&file)?;
         self.check_storage_limit(&file).await?;
         let repo = self.registry.repo_in_use(self.repo_key).await?;
+        let held = self.lock_file(&file).await;
         self.store_chart(&repo, &meta, self.body.clone(), "file already exists")
             .await?;
+        drop(held);
+        self.apply_per_chart_limit(&repo, &meta.name).await;
         Ok(saved())
     }
 
+    /// Holds the lock of one chart file of this repository (see [`FILE_LOCKS`]).
+    async fn lock_file(&self, file: &str) -> KeyGuard<'static> {
+        let key = format!(
+            "{}\0{}",
+            self.registry.storage.describe(),
+            join(self.repo_key, file)
+        );
+        FILE_LOCKS.lock(&key).await
+    }
+
+    /// Stores a chart and records it in the index. The caller holds the chart file's lock
+    /// ([`Ctx::lock_file`]) and applies the per-chart limit once it let go of it.
     async fn store_chart(
         &self,
         repo: &Arc<Repo>,
@@ -358,17 +370,8 @@ impl Ctx<'_> {
             let data = data.clone();
             chart::off_thread(move || sha256_hex(&data)).await
         };
-        // Replacing uploads are serialised per repository so the index ends up describing the
-        // bytes that stayed in storage.
-        let _guard = if self.overwrite_allowed() {
-            Some(repo.overwrite_lock.lock().await)
-        } else {
-            None
-        };
         let stored = self.store(&file, data, conflict).await?;
         repo.record_upload(meta, &digest, &stored);
-        drop(_guard);
-        self.apply_per_chart_limit(repo, &meta.name).await;
         Ok(())
     }
 
@@ -390,6 +393,7 @@ impl Ctx<'_> {
         };
         for file in extra {
             let storage = &self.registry.storage;
+            let _held = self.lock_file(&file).await;
             match storage.delete(&repo.path(&file)).await {
                 Ok(()) | Err(StorageError::NotFound(_)) => {
                     let _ = storage.delete(&repo.path(&format!("{file}.prov"))).await;
@@ -458,9 +462,7 @@ impl Ctx<'_> {
             .map(Metadata::file_name)
             .chain(prov_file.clone())
         {
-            if !chart::is_plain_file_name(&f) {
-                return Err(ApiError::BadRequest(format!("{f} is improperly formatted")));
-            }
+            check_upload_file_name(&f)?;
         }
         let repo = self.registry.repo_in_use(self.repo_key).await?;
         let storage = &self.registry.storage;
@@ -476,6 +478,14 @@ impl Ctx<'_> {
         if let Some(f) = meta.as_ref().map(Metadata::file_name) {
             self.check_storage_limit(&f).await?;
         }
+        // The chart file's lock (of the chart the provenance file belongs to, when only that
+        // comes) is held until both files are stored or the chart is taken back.
+        let chart_file = match (&meta, &prov_file) {
+            (Some(m), _) => m.file_name(),
+            (None, Some(pf)) => pf.strip_suffix(".prov").unwrap_or(pf).to_string(),
+            (None, None) => String::new(),
+        };
+        let held = self.lock_file(&chart_file).await;
         if let (Some(meta), Some(data)) = (&meta, chart_data) {
             self.store_chart(&repo, meta, data, "chart already exists")
                 .await?;
@@ -493,18 +503,22 @@ impl Ctx<'_> {
                 return Err(e);
             }
         }
+        drop(held);
+        if let Some(meta) = &meta {
+            self.apply_per_chart_limit(&repo, &meta.name).await;
+        }
         Ok(saved())
     }
 
     async fn upload_prov_raw(&self) -> Result<Response<Body>> {
         let file = chart::provenance_file_name(&self.body)
             .map_err(|_| ApiError::BadRequest("invalid provenance file".into()))?;
-        if !chart::is_plain_file_name(&file) {
-            return Err(ApiError::BadRequest(format!(
-                "{file} is improperly formatted"
-            )));
-        }
+        check_upload_file_name(&file)?;
         self.check_storage_limit(&file).await?;
+        // With the chart's lock, so that a delete of the chart removes both or neither.
+        let _held = self
+            .lock_file(file.strip_suffix(".prov").unwrap_or(&file))
+            .await;
         self.store(&file, self.body.clone(), "file already exists")
             .await?;
         Ok(saved())
@@ -519,6 +533,7 @@ impl Ctx<'_> {
         }
         let repo = self.registry.repo(self.repo_key).await?;
         let storage = &self.registry.storage;
+        let _held = self.lock_file(&file).await;
         match storage.delete(&repo.path(&file)).await {
             Ok(()) => {}
             Err(StorageError::NotFound(_)) => {
@@ -560,6 +575,39 @@ impl http_body::Body for Slices {
 fn slices_body(pieces: Vec<Bytes>) -> Body {
     use http_body_util::BodyExt;
     Slices(pieces.into_iter().filter(|b| !b.is_empty()).collect()).boxed()
+}
+
+/// The longest file name a stored chart or provenance file may have, in bytes (the limit of
+/// common file systems, `NAME_MAX`), so that an upload storage could not keep is a 400.
+pub const MAX_FILE_NAME_BYTES: usize = crate::storage::local::NAME_MAX;
+
+/// Per stored chart file: held by an upload from the write to the index update, and by a
+/// delete from the removal to the index update, so that after every request the index
+/// describes what storage holds. Keyed by backend and path; an entry lives only while used.
+static FILE_LOCKS: std::sync::LazyLock<KeyLock> = std::sync::LazyLock::new(KeyLock::new);
+
+/// Checks a file name an upload would store: a plain name, not hidden (a leading `.`), and
+/// not longer than [`MAX_FILE_NAME_BYTES`].
+fn check_upload_file_name(file: &str) -> Result<()> {
+    if !chart::is_plain_file_name(file) {
+        return Err(ApiError::BadRequest(format!(
+            "{file} is improperly formatted"
+        )));
+    }
+    if file.starts_with('.') {
+        return Err(ApiError::BadRequest(format!(
+            "{file}: a chart name must not start with '.' (such files are hidden)"
+        )));
+    }
+    if file.len() > MAX_FILE_NAME_BYTES {
+        return Err(ApiError::BadRequest(format!(
+            "file name {}... is {} bytes long; the limit is {MAX_FILE_NAME_BYTES} bytes \
+             (<name>-<version>.tgz and .tgz.prov)",
+            file.chars().take(40).collect::<String>(),
+            file.len()
+        )));
+    }
+    Ok(())
 }
 
 fn saved() -> Response<Body> {

@@ -653,6 +653,10 @@ impl S3Storage {
             ("prefix", prefix),
             ("delimiter", "/"),
             ("max-keys", &limit),
+            // Keys come URL-encoded: XML 1.0 cannot carry every character a key may hold
+            // (U+FFFE and U+FFFF come back as U+FFFD otherwise), so such a chart would be
+            // lost from the index at the next listing.
+            ("encoding-type", "url"),
         ];
         if let Some(t) = token {
             query.push(("continuation-token", t));
@@ -807,9 +811,20 @@ fn parse_list(body: &str) -> std::result::Result<ListPage, String> {
     if root.name != "ListBucketResult" {
         return Err(format!("root element <{}>", root.name));
     }
+    // Keys are URL-encoded when the answer says so (servers that ignore `encoding-type` send
+    // them as they are).
+    let encoded = root.child_text("EncodingType").map(str::trim) == Some("url");
     let mut objects = Vec::new();
     for c in root.children_named("Contents") {
-        let key = c.child_text("Key").ok_or("an entry without a key")?;
+        let raw = c.child_text("Key").ok_or("an entry without a key")?;
+        let decoded;
+        let key = if encoded {
+            decoded = url_decode(raw)
+                .ok_or_else(|| format!("a key that is not URL-encoded UTF-8: {raw:?}"))?;
+            decoded.as_str()
+        } else {
+            raw
+        };
         let size = c
             .child_text("Size")
             .and_then(|s| s.trim().parse::<u64>().ok())
@@ -833,6 +848,16 @@ fn parse_list(body: &str) -> std::result::Result<ListPage, String> {
         None
     };
     Ok(ListPage { objects, next })
+}
+
+/// Decodes a key of a listing asked for with `encoding-type=url`: `+` is a space (S3 encodes
+/// keys as form values), `%XX` a byte; the result must be UTF-8.
+fn url_decode(s: &str) -> Option<String> {
+    let spaced = s.replace('+', " ");
+    percent_encoding::percent_decode_str(&spaced)
+        .decode_utf8()
+        .ok()
+        .map(|c| c.into_owned())
 }
 
 #[async_trait]
@@ -1092,6 +1117,20 @@ mod tests {
                 .is_err()
         );
         assert!(parse_list("<Error/>").is_err());
+        // URL-encoded keys (`encoding-type=url`) are decoded, only when the answer says so.
+        let doc = |enc: &str| {
+            format!(
+                "<ListBucketResult>{enc}<Contents><Key>p/a+b%2Bc%EF%BF%BE%25.tgz</Key>\
+                 <Size>1</Size><LastModified>2026-11-26T10:12:23Z</LastModified></Contents>\
+                 </ListBucketResult>"
+            )
+        };
+        let page = parse_list(&doc("<EncodingType>url</EncodingType>")).unwrap();
+        assert_eq!(page.objects[0].0, "p/a b+c\u{fffe}%.tgz");
+        let page = parse_list(&doc("")).unwrap();
+        assert_eq!(page.objects[0].0, "p/a+b%2Bc%EF%BF%BE%25.tgz");
+        let bad = doc("<EncodingType>url</EncodingType>").replace("%EF%BF%BE", "%FF");
+        assert!(parse_list(&bad).is_err());
         assert_eq!(
             error_code("<Error><Code>NoSuchBucket</Code><Message>gone</Message></Error>"),
             Some(("NoSuchBucket".into(), "gone".into()))
