@@ -314,10 +314,12 @@ impl Router {
         } else {
             match (method, rest.as_slice()) {
                 (_, ["index.yaml"]) if get => Endpoint::Index { head },
-                (_, ["charts", file]) if get => Endpoint::ChartFile {
-                    file: file.to_string(),
-                    head,
-                },
+                (_, ["charts", file]) if get && !file.contains(['/', '\\']) => {
+                    Endpoint::ChartFile {
+                        file: file.to_string(),
+                        head,
+                    }
+                }
                 (_, [""]) if get => Endpoint::Welcome,
                 (m, ["health"]) if m == Method::GET => Endpoint::Health,
                 (m, ["info"]) if m == Method::GET => Endpoint::Info,
