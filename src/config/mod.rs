@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod env_names;
 pub mod example;
 pub mod schema;
 
@@ -111,8 +112,8 @@ pub enum StorageConfig {
 }
 
 /// Credentials and settings from environment variables, captured when the configuration is
-/// loaded (names in [`crate::storage::swift::auth::ENV_VARS`] or
-/// [`crate::storage::s3::ENV_VARS`]); `Debug` shows only the names.
+/// loaded (names in [`env_names::SWIFT`] or [`env_names::S3`]); `Debug` shows only the
+/// names.
 #[derive(Clone, PartialEq, Eq, Default)]
 pub struct CapturedEnv(BTreeMap<String, String>);
 
@@ -597,7 +598,7 @@ impl Values {
                 "Missing required flags(s): --storage-amazon-bucket".into(),
             ));
         }
-        let env = CapturedEnv::capture(crate::storage::s3::ENV_VARS, env);
+        let env = CapturedEnv::capture(env_names::S3, env);
         let endpoint = self.string("storage.amazon.endpoint")?;
         let set = |k: &str| env.get(k).filter(|v| !v.is_empty());
         let region = Some(self.string("storage.amazon.region")?)
@@ -658,7 +659,7 @@ impl Values {
                     )));
                 }
                 let region = self.string("storage.openstack.region")?;
-                let env = CapturedEnv::capture(crate::storage::swift::auth::ENV_VARS, env);
+                let env = CapturedEnv::capture(env_names::SWIFT, env);
                 if auth == "auto"
                     && region.is_empty()
                     && env.get("OS_REGION_NAME").unwrap_or_default().is_empty()

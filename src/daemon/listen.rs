@@ -12,6 +12,14 @@ pub enum ListenError {
     },
     #[error("invalid LISTEN_FDS value {0:?}")]
     BadCount(String),
+    #[error(
+        "cannot take the sockets passed by the service manager (LISTEN_PID={pid:?}, LISTEN_FDS={count:?}): {source}"
+    )]
+    Inherit {
+        pid: String,
+        count: String,
+        source: std::io::Error,
+    },
     #[error("inherited fd {fd}{name}: {why}")]
     BadFd {
         fd: RawFd,
@@ -41,8 +49,6 @@ impl Listener {
     }
 }
 
-const SD_LISTEN_FDS_START: RawFd = 3;
-
 fn sockopt(fd: RawFd, opt: libc::c_int) -> std::io::Result<libc::c_int> {
     let mut val: libc::c_int = 0;
     let mut len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
@@ -66,32 +72,45 @@ fn sockopt(fd: RawFd, opt: libc::c_int) -> std::io::Result<libc::c_int> {
 /// Takes the sockets systemd passed, if any were passed to this process, with their names
 /// (`LISTEN_FDNAMES`, empty when not given). Each must be a listening stream socket (TCP over
 /// IPv4/IPv6, or Unix).
+///
+/// `sd_notify::listen_fds` reads the variables as sd_listen_fds(3) does: the sockets are
+/// ours only when `LISTEN_PID` names this process (variables inherited from a parent that
+/// was socket-activated are not), and each is made close-on-exec. The names are read here:
+/// the crate refuses a `LISTEN_FDNAMES` whose count differs from `LISTEN_FDS` and names
+/// unnamed sockets "unknown", where a missing name is only a missing label in the log.
 pub fn inherited() -> Result<Option<Vec<(Listener, String)>>, ListenError> {
     let Ok(count) = std::env::var("LISTEN_FDS") else {
         return Ok(None);
     };
-    // As sd_listen_fds(3): the sockets are ours only when LISTEN_PID names this process
-    // (variables inherited from a parent that was socket-activated are not).
-    let ours = std::env::var("LISTEN_PID")
-        .ok()
-        .and_then(|pid| pid.trim().parse::<u32>().ok())
-        == Some(std::process::id());
-    if !ours {
-        return Ok(None);
+    let fds = sd_notify::listen_fds().map_err(|e| {
+        let pid = std::env::var("LISTEN_PID").unwrap_or_default();
+        match count.trim().parse::<u32>() {
+            Err(_) if pid.trim().parse::<u32>().is_ok() => ListenError::BadCount(count.clone()),
+            _ => ListenError::Inherit {
+                pid,
+                count: count.clone(),
+                source: e,
+            },
+        }
+    })?;
+    if fds.len() == 0 {
+        // Not ours, or LISTEN_FDS=0, which sd_listen_fds(3) refuses as invalid.
+        let ours = std::env::var("LISTEN_PID")
+            .ok()
+            .and_then(|pid| pid.trim().parse::<u32>().ok())
+            == Some(std::process::id());
+        return if ours {
+            Err(ListenError::BadCount(count))
+        } else {
+            Ok(None)
+        };
     }
-    let n: RawFd = count
-        .trim()
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ListenError::BadCount(count.clone()))?;
     let names: Vec<String> = std::env::var("LISTEN_FDNAMES")
         .map(|s| s.split(':').map(str::to_string).collect())
         .unwrap_or_default();
     let mut out = Vec::new();
-    for i in 0..n {
-        let fd = SD_LISTEN_FDS_START + i;
-        let fd_name = names.get(i as usize).cloned().unwrap_or_default();
+    for (i, fd) in fds.enumerate() {
+        let fd_name = names.get(i).cloned().unwrap_or_default();
         let name = if fd_name.is_empty() {
             String::new()
         } else {
@@ -111,10 +130,6 @@ pub fn inherited() -> Result<Option<Vec<(Listener, String)>>, ListenError> {
             return Err(bad("socket is not listening".into()));
         }
         let family = sockopt(fd, libc::SO_DOMAIN).map_err(|e| bad(e.to_string()))?;
-        // SAFETY: fd was passed to us by the service manager and is owned from here on.
-        unsafe {
-            libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC);
-        }
         let listener = match family {
             libc::AF_INET | libc::AF_INET6 => {
                 // SAFETY: a listening TCP socket we own (checked above).

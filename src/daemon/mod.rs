@@ -106,6 +106,10 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
     let notifier = Notifier::from_env();
     // Signal handlers first: a SIGHUP that arrives while the index loads must not kill the
     // process (the default action), and SIGTERM must be able to cut a long load short.
+    // tokio's signal streams, one per signal, each awaited in the `select!`s below. They are
+    // built on signal-hook-registry (the handler registry of the signal-hook family), so
+    // signal-hook-tokio would add a second layer over the same handlers and merge the three
+    // signals into one stream to be told apart again.
     let mut hup = signal(SignalKind::hangup())?;
     let mut term = signal(SignalKind::terminate())?;
     let mut int = signal(SignalKind::interrupt())?;

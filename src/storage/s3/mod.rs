@@ -72,16 +72,6 @@ use super::swift::time;
 use super::{ObjectMeta, ObjectStream, Result, Secret, Storage, StorageError, check_path, join};
 use crate::config::StorageConfig;
 
-/// The environment variables the backend reads (captured when the configuration is loaded).
-pub const ENV_VARS: &[&str] = &[
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_REGION",
-    "AWS_DEFAULT_REGION",
-    "AWS_CA_BUNDLE",
-];
-
 /// Everything the S3 backend needs; [`S3Settings::from_config`] fills it from the
 /// configuration, tests set it directly.
 #[derive(Debug, Clone)]
@@ -140,7 +130,8 @@ impl S3Settings {
     }
 
     /// Settings for a `StorageConfig::Amazon`; credentials come from the `AWS_*` variables
-    /// the configuration captured, the secret key possibly from `secretkeyfile`.
+    /// the configuration captured (the names in [`crate::config::env_names::S3`]), the secret
+    /// key possibly from `secretkeyfile`.
     pub fn from_config(cfg: &StorageConfig) -> Result<S3Settings> {
         let StorageConfig::Amazon {
             bucket,

@@ -111,40 +111,12 @@ pub enum AuthConfig {
     V3(Box<V3Config>),
 }
 
-/// The environment variables the backend reads (captured by the configuration loader).
-pub const ENV_VARS: &[&str] = &[
-    "ST_AUTH",
-    "ST_USER",
-    "ST_KEY",
-    "OS_AUTH_URL",
-    "OS_USERNAME",
-    "OS_USERID",
-    "OS_USER_ID",
-    "OS_PASSWORD",
-    "OS_PROJECT_ID",
-    "OS_PROJECT_NAME",
-    "OS_TENANT_ID",
-    "OS_TENANT_NAME",
-    "OS_DOMAIN_ID",
-    "OS_DOMAIN_NAME",
-    "OS_USER_DOMAIN_ID",
-    "OS_USER_DOMAIN_NAME",
-    "OS_PROJECT_DOMAIN_ID",
-    "OS_PROJECT_DOMAIN_NAME",
-    "OS_REGION_NAME",
-    "OS_INTERFACE",
-    "OS_ENDPOINT_TYPE",
-    "OS_APPLICATION_CREDENTIAL_ID",
-    "OS_APPLICATION_CREDENTIAL_NAME",
-    "OS_APPLICATION_CREDENTIAL_SECRET",
-    "OS_CACERT",
-];
-
 impl AuthConfig {
     /// Builds the auth settings the way ChartMuseum reads them: `mode` `v1` from `ST_AUTH`,
     /// `ST_USER`, `ST_KEY`; `auto` from the `OS_*` variables (Keystone v3). `keyfile` and
     /// `passwordfile` (when not empty) replace `ST_KEY` and `OS_PASSWORD` /
-    /// `OS_APPLICATION_CREDENTIAL_SECRET`.
+    /// `OS_APPLICATION_CREDENTIAL_SECRET`. The variables are those the configuration captured
+    /// (the names in [`crate::config::env_names::SWIFT`]).
     pub fn from_env(
         mode: &str,
         region: &str,
