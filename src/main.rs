@@ -5,19 +5,6 @@ use chartroom::api::VERSION;
 use chartroom::config::{self, Command};
 use chartroom::daemon;
 
-const USAGE: &str = "\
-Usage: chartroom [OPTIONS]
-
-A Helm chart repository server, compatible with ChartMuseum.
-
-Options (every configuration key has one; see chartroom(8) and chartroom.yaml(5)):
-  -c, --config FILE         configuration file (default /etc/chartroom/chartroom.yaml if present)
-      --gen-config-example  print the example configuration (keys given as options are set)
-      --gen-man-config      print the chartroom.yaml(5) man page
-  -h, --help                this help
-  -v, --version             print the version
-";
-
 fn main() -> ExitCode {
     match run() {
         Ok(()) => ExitCode::SUCCESS,
@@ -37,12 +24,17 @@ fn main() -> ExitCode {
 fn run() -> anyhow::Result<()> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let args = config::parse_args(&raw)?;
-    match args.command {
+    match &args.command {
         Command::Help => {
-            print!("{USAGE}");
-            for key in config::schema::KEYS {
-                println!("      --{:<34} {} (env {})", key.flag, key.help, key.env);
-            }
+            print!("{}", config::cli::help());
+            return Ok(());
+        }
+        Command::SubcommandHelp(name) => {
+            print!("{}", config::cli::subcommand_help(name));
+            return Ok(());
+        }
+        Command::HelpKey(key) => {
+            print!("{}", config::cli::describe(key)?);
             return Ok(());
         }
         Command::Version => {
@@ -56,6 +48,21 @@ fn run() -> anyhow::Result<()> {
         }
         Command::GenManConfig => {
             print!("{}", config::example::man_page(VERSION));
+            return Ok(());
+        }
+        Command::Completions(shell) => {
+            use std::io::Write;
+            std::io::stdout().write_all(&config::cli::completions(shell)?)?;
+            return Ok(());
+        }
+        Command::CheckConfig { storage } => return check_config(&args, *storage),
+        Command::ShowConfig => {
+            // Only a configuration that would load is shown.
+            daemon::load_config(&args)?;
+            let env = |k: &str| std::env::var(k).ok();
+            let default = std::path::Path::new(config::DEFAULT_CONFIG_FILE);
+            let (file, values) = config::effective(&args, &env, Some(default))?;
+            print!("{}", config::example::show_config(file.as_deref(), &values));
             return Ok(());
         }
         Command::Serve => {}
@@ -83,5 +90,60 @@ fn run() -> anyhow::Result<()> {
         });
     }
     runtime.block_on(daemon::run(args, cfg))?;
+    Ok(())
+}
+
+/// `chartroom check-config`: everything a start checks before it serves, without starting:
+/// the configuration, the secret files it names, the CA bundle and credentials of a remote
+/// backend; the storage itself only with `--check-storage`.
+fn check_config(args: &config::Args, storage: bool) -> anyhow::Result<()> {
+    let cfg = daemon::load_config(args).context("check-config")?;
+    check_secret_files(&cfg).context("check-config")?;
+    if !matches!(cfg.storage, config::StorageConfig::Local { .. }) {
+        // Builds the client offline: the CA bundle parses, the credentials are there.
+        daemon::build_storage(&cfg).context("check-config: storage settings")?;
+    }
+    if storage {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the runtime")?;
+        runtime
+            .block_on(daemon::build_registry(&cfg))
+            .context("check-config: storage")?;
+    }
+    for warning in &cfg.warnings {
+        eprintln!("chartroom: warning: {warning}");
+    }
+    let file = cfg
+        .file
+        .as_ref()
+        .map_or("no config file".to_string(), |f| f.display().to_string());
+    println!("chartroom: configuration OK ({file})");
+    Ok(())
+}
+
+/// The secret files of the chosen backend are readable (basicauth.passfile is read by the
+/// loader itself).
+fn check_secret_files(cfg: &config::Config) -> Result<(), config::ConfigError> {
+    let files: Vec<(&str, &str)> = match &cfg.storage {
+        config::StorageConfig::Local { .. } => Vec::new(),
+        config::StorageConfig::OpenStack {
+            keyfile,
+            passwordfile,
+            ..
+        } => vec![
+            ("storage.openstack.keyfile", keyfile.as_str()),
+            ("storage.openstack.passwordfile", passwordfile.as_str()),
+        ],
+        config::StorageConfig::Amazon {
+            secret_key_file, ..
+        } => vec![("storage.amazon.secretkeyfile", secret_key_file.as_str())],
+    };
+    for (key, path) in files {
+        if !path.is_empty() {
+            config::read_secret(path, key)?;
+        }
+    }
     Ok(())
 }

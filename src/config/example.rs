@@ -173,6 +173,56 @@ pub fn man_page(version: &str) -> String {
     out
 }
 
+/// Keys whose values are secrets: `show-config` prints them redacted.
+pub const SECRET_KEYS: &[&str] = &["basicauth.pass", "cache.redis.password"];
+
+/// What `show-config` prints instead of a secret.
+pub const REDACTED: &str = "<redacted>";
+
+fn map_yaml(v: &str) -> String {
+    let pairs: Vec<String> = v
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(|item| {
+            let (k, id) = item.split_once('=').unwrap_or(("", item));
+            format!(
+                "{}: {}",
+                yaml_scalar(Kind::Str, k),
+                yaml_scalar(Kind::Str, id)
+            )
+        })
+        .collect();
+    format!("{{{}}}", pairs.join(", "))
+}
+
+/// `chartroom show-config`: every key with its effective value and, in a comment, where the
+/// value came from. The output is itself a valid configuration file (secrets aside).
+pub fn show_config(file: Option<&std::path::Path>, values: &[super::Effective]) -> String {
+    let mut out = format!(
+        "# chartroom effective configuration (config file: {})\n\
+         # Each value's origin: default, config file, environment variable or option.\n",
+        file.map_or("none".to_string(), |f| f.display().to_string())
+    );
+    for e in values {
+        let value = if SECRET_KEYS.contains(&e.key.key) && !e.value.is_empty() {
+            yaml_scalar(Kind::Str, REDACTED)
+        } else if e.key.kind == Kind::Map {
+            map_yaml(&e.value)
+        } else if matches!(e.key.kind, Kind::Bool | Kind::Int)
+            && !e.value.is_empty()
+            && e.value.chars().all(|c| c.is_ascii_alphanumeric())
+        {
+            e.value.clone()
+        } else {
+            serde_json::to_string(&e.value).unwrap_or_else(|_| "\"\"".into())
+        };
+        let origin = e.origin.replace(['\n', '\r'], " ");
+        out.push_str(&format!("{}: {value}  # {origin}\n", e.key.key));
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub mod cli;
 pub mod env_names;
 pub mod example;
 pub mod schema;
@@ -24,8 +25,13 @@ pub enum ConfigError {
     Extension(String),
     #[error("{file}: invalid YAML: {message}")]
     Yaml { file: String, message: String },
-    #[error("{origin}: unknown configuration key {key:?}")]
-    UnknownKey { origin: String, key: String },
+    #[error("{origin}: unknown configuration key {key:?}{hint}")]
+    UnknownKey {
+        origin: String,
+        key: String,
+        /// "; did you mean ...?" when a known key is close.
+        hint: String,
+    },
     #[error("{origin}: invalid value {value:?} for {key} (expected {expected})")]
     BadValue {
         origin: String,
@@ -39,8 +45,8 @@ pub enum ConfigError {
         key: String,
         why: String,
     },
-    #[error("unknown command-line option {0:?} (see --help)")]
-    UnknownFlag(String),
+    #[error("unknown command-line option {arg:?} (see --help){hint}")]
+    UnknownFlag { arg: String, hint: String },
     #[error("option --{0} needs a value")]
     MissingValue(String),
     #[error("unexpected argument {0:?}")]
@@ -64,9 +70,20 @@ struct Raw {
 pub enum Command {
     Serve,
     Help,
+    /// `--help` of one subcommand.
+    SubcommandHelp(String),
+    /// `chartroom help KEY`, `--help-key KEY`.
+    HelpKey(String),
     Version,
     GenConfigExample,
     GenManConfig,
+    /// `check-config`; `storage`: also reach the storage.
+    CheckConfig {
+        storage: bool,
+    },
+    ShowConfig,
+    /// `completions SHELL`.
+    Completions(String),
 }
 
 // One value per loaded configuration: the size difference between variants costs nothing.
@@ -203,64 +220,14 @@ impl Config {
 pub struct Args {
     pub command: Command,
     pub config_file: Option<String>,
-    flags: Vec<(&'static Key, String)>,
+    pub(crate) flags: Vec<(&'static Key, String)>,
 }
 
-/// Parses `--flag value`, `--flag=value`, bare `--flag` for booleans, `-c FILE`.
+/// Parses the command line (without the program name): see [`cli`]. ChartMuseum's spellings
+/// work: `--flag value`, `--flag=value`, bare `--flag` for booleans, Go-style `-flag value`,
+/// `-c FILE`, and the subcommands.
 pub fn parse_args(args: &[String]) -> Result<Args, ConfigError> {
-    let mut out = Args {
-        command: Command::Serve,
-        config_file: None,
-        flags: Vec::new(),
-    };
-    let mut i = 0;
-    while i < args.len() {
-        let arg = &args[i];
-        i += 1;
-        let (name, inline) = if let Some(rest) = arg.strip_prefix("--") {
-            match rest.split_once('=') {
-                Some((n, v)) => (n.to_string(), Some(v.to_string())),
-                None => (rest.to_string(), None),
-            }
-        } else if arg == "-c" {
-            ("config".to_string(), None)
-        } else if arg == "-h" {
-            ("help".to_string(), None)
-        } else if arg == "-v" {
-            ("version".to_string(), None)
-        } else {
-            return Err(ConfigError::Positional(arg.clone()));
-        };
-        let mut take_value = |name: &str| -> Result<String, ConfigError> {
-            if let Some(v) = &inline {
-                return Ok(v.clone());
-            }
-            match args.get(i) {
-                Some(v) => {
-                    i += 1;
-                    Ok(v.clone())
-                }
-                None => Err(ConfigError::MissingValue(name.to_string())),
-            }
-        };
-        match name.as_str() {
-            "help" => out.command = Command::Help,
-            "version" => out.command = Command::Version,
-            "gen-config-example" => out.command = Command::GenConfigExample,
-            "gen-man-config" => out.command = Command::GenManConfig,
-            "config" => out.config_file = Some(take_value("config")?),
-            _ => {
-                let key = schema::find_flag(&name).ok_or(ConfigError::UnknownFlag(arg.clone()))?;
-                let value = if key.kind == Kind::Bool && inline.is_none() {
-                    "true".to_string()
-                } else {
-                    take_value(&name)?
-                };
-                out.flags.push((key, value));
-            }
-        }
-    }
-    Ok(out)
+    cli::parse(args)
 }
 
 fn flatten(prefix: &str, value: &serde_json::Value, out: &mut Vec<(String, serde_json::Value)>) {
@@ -338,6 +305,9 @@ fn read_file(path: &Path, raw: &mut BTreeMap<&'static str, Raw>) -> Result<(), C
         let def = schema::find(&key).ok_or_else(|| ConfigError::UnknownKey {
             origin: shown.clone(),
             key: key.clone(),
+            hint: cli::closest(&key, KEYS.iter().map(|k| k.key))
+                .map(|k| format!("; did you mean {k}?"))
+                .unwrap_or_default(),
         })?;
         let text = if def.kind == Kind::Map {
             match &value {
@@ -376,6 +346,55 @@ pub fn load(
     env: &dyn Fn(&str) -> Option<String>,
     default_file: Option<&Path>,
 ) -> Result<Config, ConfigError> {
+    let (file, raw) = gather(args, env, default_file)?;
+    Values {
+        raw,
+        warnings: Vec::new(),
+    }
+    .build(file, env)
+}
+
+/// One key's effective value and where it came from, for `chartroom show-config`.
+#[derive(Debug, Clone)]
+pub struct Effective {
+    pub key: &'static Key,
+    /// The value as given (map keys: `name=value` lines); secrets are not redacted here.
+    pub value: String,
+    /// `default`, `config file FILE`, `environment variable NAME` or `option --flag`.
+    pub origin: String,
+}
+
+/// Every key's value and origin, as [`load`] would see them (call [`load`] to validate).
+pub fn effective(
+    args: &Args,
+    env: &dyn Fn(&str) -> Option<String>,
+    default_file: Option<&Path>,
+) -> Result<(Option<PathBuf>, Vec<Effective>), ConfigError> {
+    let (file, raw) = gather(args, env, default_file)?;
+    let values = KEYS
+        .iter()
+        .map(|key| match raw.get(key.key) {
+            Some(r) => Effective {
+                key,
+                value: r.value.clone(),
+                origin: r.origin.clone(),
+            },
+            None => Effective {
+                key,
+                value: key.default.to_string(),
+                origin: "default".to_string(),
+            },
+        })
+        .collect();
+    Ok((file, values))
+}
+
+/// The raw values of every layer above the defaults: file < environment < command line.
+fn gather(
+    args: &Args,
+    env: &dyn Fn(&str) -> Option<String>,
+    default_file: Option<&Path>,
+) -> Result<(Option<PathBuf>, BTreeMap<&'static str, Raw>), ConfigError> {
     let mut raw: BTreeMap<&'static str, Raw> = BTreeMap::new();
     let file: Option<PathBuf> = match (&args.config_file, env("CONFIG")) {
         (Some(f), _) => Some(PathBuf::from(f)),
@@ -420,11 +439,7 @@ pub fn load(
             },
         );
     }
-    Values {
-        raw,
-        warnings: Vec::new(),
-    }
-    .build(file, env)
+    Ok((file, raw))
 }
 
 struct Values {

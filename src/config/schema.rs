@@ -921,3 +921,29 @@ pub fn find(key: &str) -> Option<&'static Key> {
 pub fn find_flag(flag: &str) -> Option<&'static Key> {
     KEYS.iter().find(|k| k.flag == flag)
 }
+
+/// The `--help` section a key is listed under, from its name.
+pub fn section(key: &Key) -> &'static str {
+    let k = key.key;
+    let backend = k.strip_prefix("storage.").and_then(|r| r.split_once('.'));
+    match (k, backend) {
+        (_, Some(("local", _))) => "Storage: local directory",
+        (_, Some(("openstack", _))) => "Storage: OpenStack Swift",
+        (_, Some(("amazon", _))) => "Storage: Amazon S3 and S3-compatible",
+        (_, Some(_)) => "Storage: other ChartMuseum backends (not supported)",
+        _ if k.starts_with("storage.") => "Storage",
+        ("listen.host" | "port" | "workers" | "readtimeout" | "writetimeout", _) => "Server",
+        ("shutdowngrace" | "contextpath" | "cors.alloworigin", _) => "Server",
+        ("debug" | "logjson" | "loghealth" | "loglatencyinteger", _) => "Logging",
+        ("maxuploadsize" | "maxdecompressedchartsize" | "maxdecompressedfilesize", _) => "Limits",
+        ("maxstorageobjects" | "per-chart-limit" | "indexlimit" | "maxtenants", _) => "Limits",
+        ("depth" | "depthdynamic", _) => "Repositories (multitenancy)",
+        _ if k.starts_with("basicauth.") || k.starts_with("auth") || k == "bearerauth" => {
+            "Authentication"
+        }
+        _ if k.starts_with("tls.") => "TLS (not supported)",
+        _ if k.starts_with("cache.") => "Cache (not supported)",
+        _ if key.support == Support::Ignored => "Accepted for compatibility (no effect)",
+        _ => "Charts and index",
+    }
+}
