@@ -198,6 +198,8 @@ check "/var/lib/chartroom owned by chartroom, mode 750" \
 check "chartroom.socket enabled and active" \
 	test "$(ct systemctl is-enabled chartroom.socket)/$(ct systemctl is-active chartroom.socket)" = enabled/active
 check "the socket listens on 127.0.0.1:8080" sh -c "nsenter -t $cpid -a ss -Hltn 'sport = :8080' | grep -q '127.0.0.1:8080'"
+check "bash completion installed and loadable" ct bash -c \
+	'. /usr/share/bash-completion/completions/chartroom && complete -p chartroom > /dev/null'
 check "chartroom.service not started before the first connection" \
 	test "$(ct systemctl is-active chartroom.service)" = inactive
 
@@ -253,7 +255,21 @@ lap "reload to new storage" "$t"
 t=$(now)
 ct cp /etc/chartroom/chartroom.yaml /root/chartroom.yaml.good
 ct sh -c 'printf "storage.local.rootdir: [unclosed\n" >> /etc/chartroom/chartroom.yaml'
-ct systemctl reload chartroom
+since=$(ct date +%s)
+reload_refused() { ! ct systemctl reload chartroom 2> /dev/null; }
+journal_names_the_error() {
+	ct journalctl -u chartroom --since "@$since" --no-pager -o cat |
+		grep -q 'check-config: /etc/chartroom/chartroom.yaml: invalid YAML'
+}
+still_old_and_untouched() {
+	test "$(ct systemctl is-active chartroom)/$(unit chartroom MainPID)" = "active/$pid1" &&
+		! status_has 'reload failed'
+}
+check "systemctl reload with a broken file fails (check-config in ExecReload)" reload_refused
+check "the journal holds check-config's message (file, YAML error)" until_ok 10 journal_names_the_error
+check "after the refused reload: active, same MainPID, no reload attempted" still_old_and_untouched
+# The daemon's own guard, for a SIGHUP that bypasses ExecReload (kill -HUP, systemctl kill).
+ct systemctl kill -s HUP --kill-whom=main chartroom
 check "the broken reload ends (StatusText: reload failed)" until_ok 30 status_has 'reload failed'
 check "broken config + reload: still active, same MainPID" \
 	test "$(ct systemctl is-active chartroom)/$(unit chartroom MainPID)" = "active/$pid1"

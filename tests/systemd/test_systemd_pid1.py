@@ -164,7 +164,18 @@ def test_socket_activation_reload_and_stop(ct):
     ct.run("systemctl", "reload", "chartroom.service")
     assert ct.show("chartroom.service", "StatusText")["StatusText"].startswith("serving 1 chart")
     (ct.etc / "chartroom.yaml").write_text("storage: [broken\n")
-    ct.run("systemctl", "reload", "chartroom.service")
+    # ExecReload runs check-config first: the reload fails, names the problem, sends no SIGHUP.
+    r = ct.run("systemctl", "reload", "chartroom.service", check=False)
+    assert r.returncode != 0, r
+    deadline = time.monotonic() + 5
+    while "check-config: /etc/chartroom/chartroom.yaml: invalid YAML" not in ct.journal():
+        assert time.monotonic() < deadline, ct.journal()
+        time.sleep(0.1)
+    svc = ct.show("chartroom.service", "ActiveState", "MainPID", "StatusText")
+    assert svc["ActiveState"] == "active" and svc["MainPID"] == pid, svc
+    assert svc["StatusText"].startswith("serving 1 chart"), svc
+    # A SIGHUP that bypasses ExecReload meets the daemon's own guard.
+    ct.run("systemctl", "kill", "-s", "HUP", "--kill-whom=main", "chartroom.service")
     deadline = time.monotonic() + 5
     while not ct.show("chartroom.service", "StatusText")["StatusText"].startswith("reload failed"):
         assert time.monotonic() < deadline
