@@ -21,38 +21,48 @@ fn main() -> ExitCode {
     }
 }
 
+/// Writes a one-shot command's output. A reader that went away (`chartroom --help | head`)
+/// ends the command quietly, as for other Unix tools, instead of a panic or an error line.
+fn out(bytes: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    let mut stdout = std::io::stdout().lock();
+    match stdout.write_all(bytes).and_then(|()| stdout.flush()) {
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        r => Ok(r.context("writing to standard output")?),
+    }
+}
+
 fn run() -> anyhow::Result<()> {
     let raw: Vec<String> = std::env::args().skip(1).collect();
     let args = config::parse_args(&raw)?;
     match &args.command {
         Command::Help => {
-            print!("{}", config::cli::help());
+            out(config::cli::help().as_bytes())?;
             return Ok(());
         }
         Command::SubcommandHelp(name) => {
-            print!("{}", config::cli::subcommand_help(name));
+            out(config::cli::subcommand_help(name).as_bytes())?;
             return Ok(());
         }
         Command::HelpKey(key) => {
-            print!("{}", config::cli::describe(key)?);
+            out(config::cli::describe(key)?.as_bytes())?;
             return Ok(());
         }
         Command::Version => {
-            println!("chartroom version {VERSION}");
+            out(format!("chartroom version {VERSION}\n").as_bytes())?;
             return Ok(());
         }
         Command::GenConfigExample => {
             let set = args.flag_values();
-            print!("{}", config::example::example_yaml(&set));
+            out(config::example::example_yaml(&set).as_bytes())?;
             return Ok(());
         }
         Command::GenManConfig => {
-            print!("{}", config::example::man_page(VERSION));
+            out(config::example::man_page(VERSION).as_bytes())?;
             return Ok(());
         }
         Command::Completions(shell) => {
-            use std::io::Write;
-            std::io::stdout().write_all(&config::cli::completions(shell)?)?;
+            out(&config::cli::completions(shell)?)?;
             return Ok(());
         }
         Command::CheckConfig { storage } => return check_config(&args, *storage),
@@ -62,7 +72,7 @@ fn run() -> anyhow::Result<()> {
             let env = |k: &str| std::env::var(k).ok();
             let default = std::path::Path::new(config::DEFAULT_CONFIG_FILE);
             let (file, values) = config::effective(&args, &env, Some(default))?;
-            print!("{}", config::example::show_config(file.as_deref(), &values));
+            out(config::example::show_config(file.as_deref(), &values).as_bytes())?;
             return Ok(());
         }
         Command::Serve => {}
@@ -119,7 +129,7 @@ fn check_config(args: &config::Args, storage: bool) -> anyhow::Result<()> {
         .file
         .as_ref()
         .map_or("no config file".to_string(), |f| f.display().to_string());
-    println!("chartroom: configuration OK ({file})");
+    out(format!("chartroom: configuration OK ({file})\n").as_bytes())?;
     Ok(())
 }
 

@@ -452,3 +452,26 @@ fn old_flag_forms_are_aliases() {
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out).1.contains("unexpected argument \"frobnicate\""));
 }
+
+/// A reader that goes away (`chartroom completions bash | head -1`) ends a one-shot command
+/// quietly with status 0: no panic, no error line. The bash script (about 90 KB) is larger than
+/// a pipe's buffer, so the writer meets the closed pipe whatever the timing.
+#[test]
+fn closed_stdout_ends_quietly() {
+    let out = run(Path::new("."), &["completions", "bash"], &[]);
+    assert!(out.stdout.len() > 128 * 1024 / 2, "{}", out.stdout.len());
+    for args in [&["completions", "bash"][..], &["--help"], &["gen-man"]] {
+        let mut child = Command::new(BIN)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {stderr}", out.status);
+        assert!(stderr.is_empty(), "{args:?}: {stderr}");
+    }
+}
