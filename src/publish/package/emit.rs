@@ -173,9 +173,6 @@ fn is_base60_float(s: &str) -> bool {
 
 /// Whether go-yaml v2 reads `s`, written plain, back as the same string.
 fn reads_as_string(s: &str) -> bool {
-    if s == "<<" {
-        return false;
-    }
     crate::yaml11::resolve::plain_tag(s) == crate::yaml11::resolve::STR && !is_base60_float(s)
 }
 
@@ -863,7 +860,8 @@ mod tests {
         assert_eq!(y(json!({"a": " x\ny"})), "a: |2-\n   x\n  y\n");
         assert_eq!(y(json!({"a": "1:20"})), "a: \"1:20\"\n");
         assert_eq!(y(json!({"a": "2001-12-14"})), "a: \"2001-12-14\"\n");
-        assert_eq!(y(json!({"a": "<<"})), "a: \"<<\"\n");
+        // go-yaml v2 as Helm uses it writes the merge key plain (measured with Helm 4.2).
+        assert_eq!(y(json!({"a": "<<"})), "a: <<\n");
         assert_eq!(y(json!({"a": ""})), "a: \"\"\n");
         assert_eq!(y(json!({"a": [1, 1.5, 1e21, null, true]})), "a:\n- 1\n- 1.5\n- 1e+21\n- null\n- true\n");
         assert_eq!(y(json!({"a": [], "b": {}})), "a: []\nb: {}\n");
