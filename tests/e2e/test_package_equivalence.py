@@ -108,6 +108,20 @@ def write(path: Path, text: str | bytes) -> None:
     path.write_bytes(text)
 
 
+def yaml_quoted(s: str) -> str:
+    """`s` as a YAML double-quoted scalar (escapes for anything YAML would fold or refuse)."""
+    out = []
+    for c in s:
+        o = ord(c)
+        if c in "\"\\":
+            out.append("\\" + c)
+        elif o < 0x20 or 0x7F <= o <= 0x9F or c in "\u2028\u2029\ufeff":
+            out.append(f"\\u{o:04X}")
+        else:
+            out.append(c)
+    return '"' + "".join(out) + '"'
+
+
 def base_chart(d: Path, name: str = "syn", chart_yaml: str | None = None) -> Path:
     write(d / "Chart.yaml", chart_yaml or f"apiVersion: v2\nname: {name}\nversion: 0.1.0\n")
     write(d / "values.yaml", "replicas: 1\nimage: {repo: x, tag: 'yes'}\n")
@@ -200,6 +214,28 @@ def make_cases(root: Path) -> dict[str, dict]:
         type: application
         """))
 
+    # The YAML writer's corners: long and multi-line keys, every scalar style, folding, odd
+    # characters, numbers in import-values, a lock with an offset time.
+    odd_values = ["---x", "- x", "? x", ": x", "x #y", "x:", "%x", "@x", "null", "~", "1.0",
+                  "0x10", "1_000", "+1", ".5", "1e3", "0o17", "0b101", "12:30:45", "y", "Y",
+                  "on", "OFF", ".inf", ".NaN", "tab\tend\t", "a\u2028b", "nel\u0085x",
+                  "emoji \U0001F600", "\ufeffbom", "lead\n  indented", " x\ny",
+                  "space \nbreak", "x\n\n\n", "\n", "-", "- ", "'q'", "\"dq\"", "a\\b",
+                  "2001-12-14t21:59:43.10-05:00", "2001-12-14 21:59:43.10 -5", "=", "<<",
+                  "long " * 25 + "x\\y \"q\" end", " " + "lead " * 25, "x" * 100,
+                  "word " * 20 + "  two  spaces  " + "word " * 10]
+    ann = "\n".join(f"  k{i:02d}: {yaml_quoted(v)}" for i, v in enumerate(odd_values))
+    long_key = "k" * 130
+    d = base_chart(case("yaml-edge"), chart_yaml=(
+        "apiVersion: v2\nname: edge\nversion: 1.0.0\n"
+        f"annotations:\n{ann}\n  {long_key}: long key\n  \"multi\\nline key\": v\n"
+        "  \"\": empty key\n  \"a b\": spaced key\n  \"yes\": bool key\n"
+        "dependencies:\n  - name: sub\n    import-values: [1e-7, 123456789.5, 1e21, 0.1, 12345678901234567890,"
+        " -3, true, null, {b: [1, {c: []}], a: {}}, [[x]]]\n"))
+    base_chart(d / "charts/sub", "sub")
+    write(d / "Chart.lock", "dependencies:\n- name: sub\n  version: 1.0.0\n  repository: \"\"\n"
+          "digest: sha256:1\ngenerated: 2021-06-01T10:00:00.5+02:00\n")
+
     # Dependencies: as a package and as a directory, with Chart.lock, prov and skipped names.
     d = base_chart(case("deps-tgz-and-dir"), chart_yaml=textwrap.dedent("""\
         apiVersion: v2
@@ -253,6 +289,9 @@ def make_cases(root: Path) -> dict[str, dict]:
         "invalid-alias": "apiVersion: v2\nname: a\nversion: 1.0.0\ndependencies:\n"
                          "  - {name: d, alias: 'bad alias'}\n",
         "invalid-field-type": "apiVersion: v2\nname: a\nversion: 1.0.0\nkeywords: notalist\n",
+        # Go's JSON leaves DEL raw and go-yaml refuses to read it back: Helm cannot save it.
+        "invalid-del-annotation": "apiVersion: v2\nname: a\nversion: 1.0.0\n"
+                                  "annotations: {a: \"del\\u007F\"}\n",
     }.items():
         base_chart(case(name), chart_yaml=text)
     d = base_chart(case("invalid-values"))
@@ -377,6 +416,7 @@ CASES_REFUSED = {
     "invalid-name-slash",
     "invalid-alias",
     "invalid-field-type",
+    "invalid-del-annotation",
     "invalid-values",
     "invalid-schema",
     "no-chart-yaml",
@@ -390,6 +430,7 @@ ALL_CASES = [f"wikimedia-{n}" for n in WIKIMEDIA] + [
     "ignore-rules",
     "ignore-negated-first",
     "chart-yaml-rewrite",
+    "yaml-edge",
     "deps-tgz-and-dir",
     "v1-requirements",
     "symlink-inside",

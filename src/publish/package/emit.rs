@@ -36,27 +36,86 @@ impl Node {
                 } else {
                     let f = n.as_f64().unwrap_or(0.0);
                     if f.fract() == 0.0 && f.abs() < 1e21 {
-                        if f >= i64::MIN as f64 && f < i64::MAX as f64 {
-                            return Node::Int(f as i64);
+                        // Go's JSON writes it as its shortest digits and zeros, which
+                        // go-yaml reads as an integer when one fits.
+                        let text = format!("{f}");
+                        if let Ok(i) = text.parse::<i64>() {
+                            return Node::Int(i);
                         }
-                        if f >= 0.0 && f < u64::MAX as f64 {
-                            return Node::Uint(f as u64);
+                        if let Ok(u) = text.parse::<u64>() {
+                            return Node::Uint(u);
                         }
                     }
                     Node::Float(f)
                 }
             }
-            J::String(s) => Node::Str(s.clone()),
+            J::String(s) => Node::Str(fold_nel(s)),
             J::Array(a) => Node::Seq(a.iter().map(Node::from_json).collect()),
             J::Object(m) => {
                 let mut entries: Vec<(String, Node)> = m
                     .iter()
-                    .map(|(k, v)| (k.clone(), Node::from_json(v)))
+                    .map(|(k, v)| (fold_nel(k), Node::from_json(v)))
                     .collect();
                 entries.sort_by(|a, b| key_order(&a.0, &b.0));
                 Node::Map(entries)
             }
         }
+    }
+}
+
+/// A string after Go's JSON text of it is read by go-yaml: JSON leaves U+0085 (NEL) raw, and
+/// YAML folds a raw line break in a double-quoted scalar (white space around it dropped; one
+/// break becomes a space, n breaks n-1 line feeds).
+fn fold_nel(s: &str) -> String {
+    if !s.contains('\u{85}') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let chars: Vec<char> = s.chars().collect();
+    let mut i = 0;
+    while i < chars.len() {
+        let start = i;
+        let mut j = i;
+        while j < chars.len() && matches!(chars[j], ' ' | '\t') {
+            j += 1;
+        }
+        if j < chars.len() && chars[j] == '\u{85}' {
+            let mut breaks = 0;
+            while j < chars.len() && matches!(chars[j], ' ' | '\t' | '\u{85}') {
+                if chars[j] == '\u{85}' {
+                    breaks += 1;
+                }
+                j += 1;
+            }
+            if breaks == 1 {
+                out.push(' ');
+            } else {
+                out.extend(std::iter::repeat_n('\n', breaks - 1));
+            }
+            i = j;
+        } else {
+            out.extend(&chars[start..j.max(start + 1).min(chars.len())]);
+            i = j.max(start + 1);
+        }
+    }
+    out
+}
+
+/// go-yaml refuses to read a character outside YAML's printable set; Go's JSON text leaves
+/// DEL, C1 controls (but NEL) and U+FFFE/U+FFFF raw, so Helm cannot write a `Chart.yaml`
+/// holding one (sanitised fields never do).
+pub fn unwritable(n: &Node) -> Option<char> {
+    let bad = |s: &str| {
+        s.chars()
+            .find(|c| matches!(*c as u32, 0x7F..=0x84 | 0x86..=0x9F | 0xFFFE | 0xFFFF))
+    };
+    match n {
+        Node::Str(s) => bad(s),
+        Node::Seq(items) => items.iter().find_map(unwritable),
+        Node::Map(entries) => entries
+            .iter()
+            .find_map(|(k, v)| bad(k).or_else(|| unwritable(v))),
+        _ => None,
     }
 }
 

@@ -45,22 +45,37 @@ impl Chart {
     }
 
     /// `Chart.yaml` as Helm writes it (a v1 chart's dependencies left out).
-    pub fn chart_yaml(&self) -> Vec<u8> {
+    pub fn chart_yaml(&self) -> Result<Vec<u8>, PackageError> {
         let mut md = self.metadata.clone();
         if self.api_version == "v1" {
             md.remove("dependencies");
         }
-        super::emit::to_yaml(&Node::from_json(&Json::Object(md)))
+        self.yaml("Chart.yaml", md)
     }
 
-    pub fn lock_yaml(&self) -> Option<Vec<u8>> {
+    pub fn lock_yaml(&self) -> Result<Option<Vec<u8>>, PackageError> {
         if self.api_version != "v2" {
-            return None;
+            return Ok(None);
         }
-        let lock = self.lock.as_ref()?;
-        Some(super::emit::to_yaml(&Node::from_json(&Json::Object(
-            lock.clone(),
-        ))))
+        match &self.lock {
+            Some(lock) => self.yaml("Chart.lock", lock.clone()).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn yaml(&self, file: &str, m: Map<String, Json>) -> Result<Vec<u8>, PackageError> {
+        let node = Node::from_json(&Json::Object(m));
+        if let Some(c) = super::emit::unwritable(&node) {
+            return Err(PackageError::BadFile {
+                file: format!("{}/{file}", self.name),
+                what: "the chart's metadata",
+                message: format!(
+                    "a value holds the character U+{:04X}, which Helm cannot write into {file}",
+                    c as u32
+                ),
+            });
+        }
+        Ok(super::emit::to_yaml(&node))
     }
 }
 

@@ -4,14 +4,18 @@
 use super::PackageError;
 use super::load::Chart;
 
-fn entries(chart: &Chart, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
+fn entries(
+    chart: &Chart,
+    prefix: &str,
+    out: &mut Vec<(String, Vec<u8>)>,
+) -> Result<(), PackageError> {
     let base = if prefix.is_empty() {
         chart.name.clone()
     } else {
         format!("{prefix}/{}", chart.name)
     };
-    out.push((format!("{base}/Chart.yaml"), chart.chart_yaml()));
-    if let Some(lock) = chart.lock_yaml() {
+    out.push((format!("{base}/Chart.yaml"), chart.chart_yaml()?));
+    if let Some(lock) = chart.lock_yaml()? {
         out.push((format!("{base}/Chart.lock"), lock));
     }
     if let Some(v) = &chart.values {
@@ -24,8 +28,9 @@ fn entries(chart: &Chart, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
         out.push((format!("{base}/{}", f.name), f.data.clone()));
     }
     for dep in &chart.deps {
-        entries(dep, &format!("{base}/charts"), out);
+        entries(dep, &format!("{base}/charts"), out)?;
     }
+    Ok(())
 }
 
 /// The package's bytes: every entry a regular file, mode 0644, uid/gid 0, no owner names,
@@ -33,7 +38,7 @@ fn entries(chart: &Chart, prefix: &str, out: &mut Vec<(String, Vec<u8>)>) {
 /// with no timestamp, no file name, OS "unknown" (255), default compression.
 pub fn write(chart: &Chart, mtime: u64) -> Result<Vec<u8>, PackageError> {
     let mut list = Vec::new();
-    entries(chart, "", &mut list);
+    entries(chart, "", &mut list)?;
     let err = |e: std::io::Error| PackageError::Write(e.to_string());
     let gz = flate2::GzBuilder::new()
         .mtime(0)
