@@ -219,11 +219,8 @@ fn scan_chunk(mut pattern: &[u8]) -> (bool, &[u8], &[u8]) {
     let mut i = 0;
     while i < pattern.len() {
         match pattern[i] {
-            b'\\' => {
-                if i + 1 < pattern.len() {
-                    i += 1;
-                }
-            }
+            // An escape skips the next byte (a trailing one is an error found later).
+            b'\\' if i + 1 < pattern.len() => i += 1,
             b'[' => in_range = true,
             b']' => in_range = false,
             b'*' if !in_range => break,
@@ -431,7 +428,10 @@ mod tests {
         let r = rules("*.txt\n!keep.txt\n");
         assert!(r.ignore("keep.txt", false), "the first rule decides");
         let r = rules("!templates/\n");
-        assert!(r.ignore("Chart.yaml", false), "negated directory rule ignores files");
+        assert!(
+            r.ignore("Chart.yaml", false),
+            "negated directory rule ignores files"
+        );
         assert!(!r.ignore("templates", true));
     }
 

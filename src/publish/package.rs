@@ -118,7 +118,11 @@ pub enum PackageError {
     #[error("{}: cannot load irregular file (not a regular file, directory or symlink to one)", .path.display())]
     Irregular { path: PathBuf },
     #[error("{}: chart file is larger than the maximum file size {limit} ({size} bytes)", .path.display())]
-    FileTooLarge { path: PathBuf, size: u64, limit: u64 },
+    FileTooLarge {
+        path: PathBuf,
+        size: u64,
+        limit: u64,
+    },
     #[error("{}: chart is larger than {limit} bytes in all", .dir.display())]
     ChartTooLarge { dir: PathBuf, limit: u64 },
     #[error("{}: chart has more than {limit} files", .dir.display())]

@@ -10,7 +10,11 @@ use proptest::prelude::*;
 
 fn chart(dir: &Path) {
     std::fs::create_dir_all(dir.join("templates")).unwrap();
-    std::fs::write(dir.join("Chart.yaml"), "apiVersion: v2\nname: h\nversion: 1.0.0\n").unwrap();
+    std::fs::write(
+        dir.join("Chart.yaml"),
+        "apiVersion: v2\nname: h\nversion: 1.0.0\n",
+    )
+    .unwrap();
     std::fs::write(dir.join("values.yaml"), "a: 1\n").unwrap();
     std::fs::write(dir.join("templates/cm.yaml"), "kind: ConfigMap\n").unwrap();
 }
@@ -97,7 +101,11 @@ fn control_characters_in_names_are_packaged() {
     let name = "templates/a\u{1}b\tc\nd.yaml";
     std::fs::write(t.path().join(name), "x: 1\n").unwrap();
     let p = package_chart(t.path(), &opts()).unwrap();
-    assert!(members(&p.bytes).iter().any(|(n, _)| n == &format!("h/{name}")));
+    assert!(
+        members(&p.bytes)
+            .iter()
+            .any(|(n, _)| n == &format!("h/{name}"))
+    );
 }
 
 #[test]

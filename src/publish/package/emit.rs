@@ -509,10 +509,7 @@ impl Emitter {
 
     fn write_indent(&mut self) {
         let indent = self.indent.max(0) as usize;
-        if !self.indention
-            || self.column > indent
-            || (self.column == indent && !self.whitespace)
-        {
+        if !self.indention || self.column > indent || (self.column == indent && !self.whitespace) {
             self.put_break();
         }
         while self.column < indent {
@@ -922,7 +919,10 @@ mod tests {
         // go-yaml v2 as Helm uses it writes the merge key plain (measured with Helm 4.2).
         assert_eq!(y(json!({"a": "<<"})), "a: <<\n");
         assert_eq!(y(json!({"a": ""})), "a: \"\"\n");
-        assert_eq!(y(json!({"a": [1, 1.5, 1e21, null, true]})), "a:\n- 1\n- 1.5\n- 1e+21\n- null\n- true\n");
+        assert_eq!(
+            y(json!({"a": [1, 1.5, 1e21, null, true]})),
+            "a:\n- 1\n- 1.5\n- 1e+21\n- null\n- true\n"
+        );
         assert_eq!(y(json!({"a": [], "b": {}})), "a: []\nb: {}\n");
     }
 

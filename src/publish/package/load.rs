@@ -38,7 +38,12 @@ impl Chart {
         match self.metadata.get("dependencies") {
             Some(Json::Array(deps)) => deps
                 .iter()
-                .map(|d| d.get("name").and_then(Json::as_str).unwrap_or("").to_string())
+                .map(|d| {
+                    d.get("name")
+                        .and_then(Json::as_str)
+                        .unwrap_or("")
+                        .to_string()
+                })
                 .collect(),
             _ => Vec::new(),
         }
@@ -398,9 +403,8 @@ fn parse_lock(data: &[u8]) -> Result<Map<String, Json>, String> {
             "generated" => match v {
                 Y::Null => {}
                 Y::Str(s) => {
-                    generated = go_time(s).ok_or_else(|| {
-                        format!("parsing time {s:?} as RFC 3339: cannot parse")
-                    })?
+                    generated = go_time(s)
+                        .ok_or_else(|| format!("parsing time {s:?} as RFC 3339: cannot parse"))?
                 }
                 _ => return Err("cannot unmarshal a non-string into Lock.generated".into()),
             },
@@ -582,9 +586,7 @@ pub fn load_files(files: Vec<File>, origin: &str) -> Result<Chart, PackageError>
         match f.name.as_str() {
             "Chart.yaml" => {}
             "Chart.lock" => {
-                lock = Some(
-                    parse_lock(&f.data).map_err(|m| bad("Chart.lock", "Chart.lock", m))?,
-                );
+                lock = Some(parse_lock(&f.data).map_err(|m| bad("Chart.lock", "Chart.lock", m))?);
             }
             "values.yaml" => {
                 check_values(&f.data).map_err(|m| bad("values.yaml", "values.yaml", m))?;
