@@ -163,7 +163,25 @@ pub fn package_chart(chart_dir: &Path, opts: &PackageOptions) -> Result<Package,
         move |source| PackageError::Io { path, source }
     };
     let top = std::path::absolute(chart_dir).map_err(io(chart_dir))?;
+    let root = if opts.walk_root.as_os_str().is_empty() {
+        top.clone()
+    } else {
+        std::path::absolute(&opts.walk_root).map_err(io(&opts.walk_root))?
+    };
     let chart_yaml = top.join("Chart.yaml");
+    // Nothing is read from outside the walk root, not even the first look at Chart.yaml.
+    if let (Ok(real), Ok(real_root)) = (
+        std::fs::canonicalize(&chart_yaml),
+        std::fs::canonicalize(&root),
+    ) {
+        if !opts.allow_outside_symlinks && !real.starts_with(&real_root) {
+            return Err(PackageError::SymlinkOutside {
+                link: chart_yaml,
+                target: real,
+                root: real_root,
+            });
+        }
+    }
     let raw = match walk::read_bounded(&chart_yaml, MAX_FILE_SIZE) {
         Ok(b) => b,
         Err(walk::ReadError::Io(e)) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -193,11 +211,6 @@ pub fn package_chart(chart_dir: &Path, opts: &PackageOptions) -> Result<Package,
         });
     }
 
-    let root = if opts.walk_root.as_os_str().is_empty() {
-        top.clone()
-    } else {
-        std::path::absolute(&opts.walk_root).map_err(io(&opts.walk_root))?
-    };
     let files = walk::walk(&top, &root, opts.allow_outside_symlinks)?;
     let chart = load::load_files(files, &top.display().to_string())?;
     // pkg/action/package.go: the version is SemVer (checked in validation too), and every

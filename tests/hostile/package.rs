@@ -173,3 +173,24 @@ proptest! {
         let _ = package_chart(t.path(), &opts());
     }
 }
+
+#[test]
+fn chart_yaml_out_of_the_tree_is_not_read() {
+    let t = tempfile::tempdir().unwrap();
+    let dir = t.path().join("c");
+    chart(&dir);
+    std::fs::write(
+        t.path().join("outside.yaml"),
+        "apiVersion: v2\nname: o\nversion: 1.0.0\n",
+    )
+    .unwrap();
+    std::fs::remove_file(dir.join("Chart.yaml")).unwrap();
+    symlink("../outside.yaml", dir.join("Chart.yaml")).unwrap();
+    let e = package_chart(&dir, &opts()).unwrap_err();
+    assert!(matches!(e, PackageError::SymlinkOutside { .. }), "{e}");
+    let wide = PackageOptions {
+        walk_root: t.path().to_path_buf(),
+        ..opts()
+    };
+    assert_eq!(package_chart(&dir, &wide).unwrap().name, "o");
+}
