@@ -235,3 +235,61 @@ pub fn package_chart(chart_dir: &Path, opts: &PackageOptions) -> Result<Package,
         bytes,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn member_names(bytes: &[u8]) -> Vec<String> {
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(bytes));
+        ar.entries()
+            .unwrap()
+            .map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned())
+            .collect()
+    }
+
+    #[test]
+    fn helms_order_and_layout() {
+        let t = tempfile::tempdir().unwrap();
+        let d = t.path();
+        let w = |p: &str, s: &str| {
+            let p = d.join(p);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, s).unwrap();
+        };
+        w("Chart.yaml", "apiVersion: v2\nname: o\nversion: 1.0.0\n");
+        w("values.yaml", "\u{feff}a: 1\n");
+        w("a/b", "1");
+        w("a-c", "2");
+        w("templates/t.yaml", "3");
+        w("charts/dep/Chart.yaml", "name: dep\nversion: 0.1.0\n");
+        w("charts/dep/values.yaml", "");
+        let opts = PackageOptions {
+            mtime: Some(7),
+            ..Default::default()
+        };
+        let p = package_chart(d, &opts).unwrap();
+        assert_eq!((p.name.as_str(), p.version.as_str()), ("o", "1.0.0"));
+        // Chart.yaml, values.yaml, templates, other files in walk order (a directory's
+        // entries before a sibling that sorts after its name), then the dependency.
+        assert_eq!(
+            member_names(&p.bytes),
+            [
+                "o/Chart.yaml",
+                "o/values.yaml",
+                "o/templates/t.yaml",
+                "o/a/b",
+                "o/a-c",
+                "o/charts/dep/Chart.yaml",
+                "o/charts/dep/values.yaml",
+            ]
+        );
+        let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(p.bytes.as_slice()));
+        for e in ar.entries().unwrap() {
+            let e = e.unwrap();
+            assert_eq!(e.header().mtime().unwrap(), 7);
+            assert_eq!(e.header().mode().unwrap(), 0o644);
+        }
+        assert_eq!(entry_mtime(&opts), 7);
+    }
+}
