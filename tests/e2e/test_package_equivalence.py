@@ -284,6 +284,7 @@ def make_cases(root: Path) -> dict[str, dict]:
         "invalid-semver": "apiVersion: v2\nname: a\nversion: one\n",
         "invalid-type": "apiVersion: v2\nname: a\nversion: 1.0.0\ntype: plugin\n",
         "invalid-api-version": "apiVersion: v9\nname: a\nversion: 1.0.0\n",
+        "invalid-api-v3": "apiVersion: v3\nname: a\nversion: 1.0.0\n",
         "invalid-yaml": "apiVersion: v2\nname: [a\n",
         "invalid-name-slash": "apiVersion: v2\nname: a/b\nversion: 1.0.0\n",
         "invalid-alias": "apiVersion: v2\nname: a\nversion: 1.0.0\ndependencies:\n"
@@ -412,6 +413,7 @@ CASES_REFUSED = {
     "invalid-semver",
     "invalid-type",
     "invalid-api-version",
+    "invalid-api-v3",
     "invalid-yaml",
     "invalid-name-slash",
     "invalid-alias",

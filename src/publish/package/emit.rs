@@ -941,4 +941,75 @@ mod tests {
         keys.sort_by(|a, b| key_order(a, b));
         assert_eq!(keys, ["_x", "1", "2", "10", "A", "a", "a9", "a10", "b"]);
     }
+
+    fn text_char() -> impl Strategy<Value = char> {
+        prop_oneof![
+            prop::char::range('a', 'c'),
+            prop::sample::select(vec![
+                ' ',
+                ' ',
+                '\n',
+                '\t',
+                ':',
+                '#',
+                '-',
+                '?',
+                '\'',
+                '"',
+                '\\',
+                '[',
+                '{',
+                '&',
+                '*',
+                '!',
+                '|',
+                '>',
+                '%',
+                '@',
+                '`',
+                ',',
+                '.',
+                '0',
+                '1',
+                '~',
+                '\u{85}',
+                '\u{a0}',
+                '\u{2028}',
+                '\u{2029}',
+                '\u{feff}',
+                '\u{e9}',
+                '\u{1f600}',
+                '\r',
+                '\u{1}',
+            ]),
+        ]
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(500))]
+        /// Whatever the text, the YAML written reads back (with the server's go-yaml v2
+        /// reader) as the same strings.
+        #[test]
+        fn written_yaml_reads_back(
+            key in prop::collection::vec(text_char(), 0..12).prop_map(String::from_iter),
+            value in prop::collection::vec(text_char(), 0..120).prop_map(String::from_iter),
+            list in prop::collection::vec(
+                prop::collection::vec(text_char(), 0..30).prop_map(String::from_iter), 0..3),
+        ) {
+            let v = json!({"annotations": {key.clone(): value.clone()}, "keywords": list.clone()});
+            let node = Node::from_json(&v);
+            let text = to_yaml(&node);
+            let back = crate::yaml11::parse(&text)
+                .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&text)));
+            let json = crate::chart_yaml::metadata_json(&back).unwrap();
+            let expect_ann = Node::from_json(&json!({key.clone(): value.clone()}));
+            let got_ann = Node::from_json(&json["annotations"]);
+            prop_assert_eq!(got_ann, expect_ann, "{}", String::from_utf8_lossy(&text));
+            let got_kw = Node::from_json(json.get("keywords").unwrap_or(&json!([])));
+            let expect_kw = Node::from_json(&json!(list));
+            prop_assert_eq!(got_kw, expect_kw, "{}", String::from_utf8_lossy(&text));
+        }
+    }
 }
