@@ -264,6 +264,15 @@ def make_cases(root: Path) -> dict[str, dict]:
     write(d / "charts/tgzdep-0.3.0.tgz.prov", "provenance\n")
     cases["deps-tgz-and-dir"]["tgz_dep"] = ("tgzdep", "0.3.0", d / "charts")
 
+    # A dependency directory symlinked from a sibling chart (the site's kafka-dev pattern),
+    # allowed because the walk root is the charts tree.
+    sib = base_chart(syn / "sibling", "sibling")
+    d = base_chart(case("deps-symlinked-dir", walk_root=syn), chart_yaml=(
+        "apiVersion: v2\nname: linker\nversion: 1.0.0\ndependencies:\n"
+        "  - name: sibling\n    version: 0.1.0\n    condition: sibling.enabled\n"))
+    (d / "charts").mkdir()
+    (d / "charts/sibling").symlink_to(Path("../..") / sib.name)
+
     d = base_chart(case("missing-dependency"), chart_yaml=(
         "apiVersion: v2\nname: lonely\nversion: 1.0.0\ndependencies:\n"
         "  - name: absent\n    version: 1.0.0\n    repository: https://example.org\n"))
@@ -434,6 +443,7 @@ ALL_CASES = [f"wikimedia-{n}" for n in WIKIMEDIA] + [
     "chart-yaml-rewrite",
     "yaml-edge",
     "deps-tgz-and-dir",
+    "deps-symlinked-dir",
     "v1-requirements",
     "symlink-inside",
     "symlink-outside-allowed",
