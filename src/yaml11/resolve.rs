@@ -318,6 +318,12 @@ pub fn resolve(tag: &str, text: &str) -> Result<Value, String> {
     ))
 }
 
+/// The tag go-yaml v2 gives `text` written as a plain scalar (its encoder quotes a string
+/// unless this is `!!str`).
+pub fn plain_tag(text: &str) -> &'static str {
+    resolve_text("", text).0
+}
+
 fn resolve_text(tag: &str, text: &str) -> (&'static str, Value) {
     let str_value = || (STR, Value::Str(text.to_string()));
     if tag == STR {

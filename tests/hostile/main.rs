@@ -8,6 +8,7 @@ mod common;
 mod auth;
 mod memory;
 mod ops;
+mod package;
 mod tenants;
 mod uploads;
 mod yaml;
