@@ -170,6 +170,8 @@ pub struct Config {
     pub log_json: bool,
     pub log_health: bool,
     pub log_latency_integer: bool,
+    /// `enablemetrics`: serve `GET /metrics`.
+    pub enable_metrics: bool,
     pub storage: StorageConfig,
     pub cache_interval: Duration,
     pub disable_statefiles: bool,
@@ -738,6 +740,7 @@ impl Values {
             log_json: self.boolean("logjson")?,
             log_health: self.boolean("loghealth")?,
             log_latency_integer: self.boolean("loglatencyinteger")?,
+            enable_metrics: self.boolean("enablemetrics")?,
             storage,
             cache_interval: self.duration("cacheinterval")?,
             disable_statefiles: self.boolean("disablestatefiles")?,

@@ -880,14 +880,14 @@ pub static KEYS: &[Key] = &[
         "Not needed by chartroom.",
     )),
     // Cosmetic and deprecated ChartMuseum options.
-    ignored(k(
+    k(
         "enablemetrics",
         Bool,
         "false",
         "enable-metrics",
         "ENABLE_METRICS",
-        "Accepted; chartroom has no /metrics endpoint yet.",
-    )),
+        "Serve Prometheus metrics at GET /metrics (ChartMuseum's chartmuseum_* series and chartroom_* series), without authentication and outside the context path, as ChartMuseum; OpenMetrics when the Accept header asks for it. Off: /metrics is 404.",
+    ),
     ignored(k(
         "disablemetrics",
         Bool,

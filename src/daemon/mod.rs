@@ -61,16 +61,18 @@ pub fn build_storage(cfg: &Config) -> Result<Arc<dyn Storage>, StorageError> {
 /// Builds a registry and checks it works: the storage can be listed and, for a single
 /// repository, its index loads.
 pub async fn build_registry(cfg: &Config) -> Result<Registry, StorageError> {
-    build_registry_with(cfg, repo_settings(cfg)).await
+    build_registry_with(cfg, repo_settings(cfg), Arc::default()).await
 }
 
+/// The storage is checked through the registry, so that the check counts in the metrics.
 async fn build_registry_with(
     cfg: &Config,
     settings: crate::repository::RepoSettings,
+    meter: Arc<crate::metrics::StoreMeter>,
 ) -> Result<Registry, StorageError> {
     let storage = build_storage(cfg)?;
-    storage.check().await?;
-    let registry = Registry::new(storage, settings);
+    let registry = Registry::with_meter(storage, settings, meter);
+    registry.storage.check().await?;
     if cfg.depth == 0 {
         registry.repo("").await?;
     }
@@ -123,7 +125,7 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
     notifier.status(&format!("loading index from {}", describe_storage(&cfg)));
     let settings = repo_settings(&cfg);
     let progress = settings.progress.clone();
-    let loading = build_registry_with(&cfg, settings);
+    let loading = build_registry_with(&cfg, settings, Arc::default());
     tokio::pin!(loading);
     // A long first load (no state file, many packages) reports how far it got, every second.
     let mut report = tokio::time::interval_at(
@@ -392,7 +394,9 @@ async fn watchdog_loop(
 async fn reload(shared: &Shared) {
     shared.notifier.reloading();
     info!("reloading configuration");
-    match try_reload(shared).await {
+    let res = try_reload(shared).await;
+    shared.app.metrics.reloaded(res.is_ok());
+    match res {
         Ok(()) => {
             let status = status_line(&shared.app);
             info!("reload complete", "status" => &status);
@@ -435,7 +439,9 @@ async fn try_reload(shared: &Shared) -> Result<(), String> {
             return Err(format!("storage {}: {why}", describe_storage(&cfg)));
         }
     }
-    let registry = build_registry(&cfg)
+    // The storage and refresh counters go on across the reload.
+    let meter = shared.app.registry.load().meter.clone();
+    let registry = build_registry_with(&cfg, repo_settings(&cfg), meter)
         .await
         .map_err(|e| format!("storage {}: {e}", describe_storage(&cfg)))?;
     for w in &cfg.warnings {
