@@ -260,7 +260,13 @@ impl RepoIndex {
                 .charts
                 .values()
                 .flat_map(|l| l.iter())
-                .map(|e| if self.layout.json { e.json.len() } else { e.yaml.len() })
+                .map(|e| {
+                    if self.layout.json {
+                        e.json.len()
+                    } else {
+                        e.yaml.len()
+                    }
+                })
                 .sum(),
         }
     }

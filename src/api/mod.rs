@@ -158,14 +158,12 @@ impl App {
         };
         // What the metrics record of this request: routed requests only, by route template.
         let metered = match (&routed, http.cfg.enable_metrics) {
-            (Ok(r), true) if r.endpoint != Endpoint::Metrics => {
-                Some(crate::metrics::RequestInfo {
-                    method: crate::metrics::method_label(&method),
-                    handler: label,
-                    url: crate::metrics::url_template(&r.endpoint, !r.repo.is_empty()),
-                    request_bytes: approximate_request_size(&req),
-                })
-            }
+            (Ok(r), true) if r.endpoint != Endpoint::Metrics => Some(crate::metrics::RequestInfo {
+                method: crate::metrics::method_label(&method),
+                handler: label,
+                url: crate::metrics::url_template(&r.endpoint, !r.repo.is_empty()),
+                request_bytes: approximate_request_size(&req),
+            }),
             _ => None,
         };
         let upload = matches!(

@@ -52,7 +52,8 @@ pub const OTHER_REPOS: &str = ".other";
 /// Content type of the Prometheus text format.
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 /// Content type of OpenMetrics.
-pub const OPENMETRICS_CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Prometheus client libraries' default latency buckets (ChartMuseum's histogram).
 const DURATION_BUCKETS: [f64; 11] = [
@@ -572,7 +573,13 @@ mod tests {
 
     #[test]
     fn rows_are_capped() {
-        let rows = vec![row("", 0), row("a", 5), row("b", 0), row("c", 9), row("d", 1)];
+        let rows = vec![
+            row("", 0),
+            row("a", 5),
+            row("b", 0),
+            row("c", 9),
+            row("d", 1),
+        ];
         let kept = cap_rows(rows.clone(), 10);
         let keys: Vec<&str> = kept.iter().map(|r| r.key.as_str()).collect();
         assert_eq!(keys, ["", "c", "a", "d"]);

@@ -94,7 +94,10 @@ mod tests {
         assert_eq!(s.start_time_seconds, Some(1_700_000_010.0));
         assert_eq!(s.virtual_bytes, Some(8_192_000));
         assert_eq!(s.resident_bytes, Some(300 * 4096));
-        assert_eq!(parse_stat("garbage", 100.0, 4096, None), ProcessStats::default());
+        assert_eq!(
+            parse_stat("garbage", 100.0, 4096, None),
+            ProcessStats::default()
+        );
         assert_eq!(boot_time("cpu 1 2\nbtime 42\n"), Some(42));
     }
 

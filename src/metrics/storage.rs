@@ -270,12 +270,19 @@ mod tests {
         assert_eq!(error_kind(&StorageError::NotFound("a".into())), None);
         assert_eq!(error_kind(&StorageError::AlreadyExists("a".into())), None);
         assert_eq!(
-            error_kind(&u("s3 GET bucket b: no answer within 30s (storage.requesttimeout)")),
+            error_kind(&u(
+                "s3 GET bucket b: no answer within 30s (storage.requesttimeout)"
+            )),
             Some("timeout")
         );
-        assert_eq!(error_kind(&u("swift GET x: timed out (after 3 tries)")), Some("timeout"));
         assert_eq!(
-            error_kind(&u("s3 PUT b/k: S3 refuses the request: 403 Forbidden (SignatureDoesNotMatch)")),
+            error_kind(&u("swift GET x: timed out (after 3 tries)")),
+            Some("timeout")
+        );
+        assert_eq!(
+            error_kind(&u(
+                "s3 PUT b/k: S3 refuses the request: 403 Forbidden (SignatureDoesNotMatch)"
+            )),
             Some("auth")
         );
         assert_eq!(
@@ -286,14 +293,25 @@ mod tests {
             error_kind(&u("swift GET c: 503 Service Unavailable (after 3 tries)")),
             Some("server_error")
         );
-        assert_eq!(error_kind(&io("S3 answered 500 Internal Server Error")), Some("server_error"));
         assert_eq!(
-            error_kind(&u("swift GET c: Connection refused (os error 111) (after 3 tries)")),
+            error_kind(&io("S3 answered 500 Internal Server Error")),
+            Some("server_error")
+        );
+        assert_eq!(
+            error_kind(&u(
+                "swift GET c: Connection refused (os error 111) (after 3 tries)"
+            )),
             Some("unavailable")
         );
-        assert_eq!(error_kind(&io("Permission denied (os error 13)")), Some("error"));
+        assert_eq!(
+            error_kind(&io("Permission denied (os error 13)")),
+            Some("error")
+        );
         // Port numbers and try counts are not statuses.
-        assert_eq!(error_kind(&io("127.0.0.1:5000 after 5 tries")), Some("error"));
+        assert_eq!(
+            error_kind(&io("127.0.0.1:5000 after 5 tries")),
+            Some("error")
+        );
     }
 
     #[test]
