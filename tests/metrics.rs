@@ -869,3 +869,63 @@ fn reload_counters_of_the_binary() {
         Some(1.0)
     );
 }
+
+/// `--metrics-listen`: /metrics on its own address only; the API's listener answers 404.
+#[test]
+fn metrics_on_a_separate_address() {
+    let dir = tempfile::tempdir().unwrap();
+    let free = || {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    };
+    let (port, mport) = (free(), free());
+    let child = Command::new(BIN)
+        .args([
+            "--storage",
+            "local",
+            "--storage-local-rootdir",
+            dir.path().to_str().unwrap(),
+            "--port",
+            &port.to_string(),
+            "--enable-metrics",
+            "--metrics-listen",
+            &format!("127.0.0.1:{mport}"),
+        ])
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let p = Proc { child, port };
+    wait_for("listening", || {
+        TcpStream::connect(("127.0.0.1", p.port)).is_ok()
+    });
+    assert_eq!(http_get(p.port, "/index.yaml").0, 200);
+    assert_eq!(http_get(p.port, "/metrics").0, 404);
+    let (status, body) = http_get(mport, "/metrics");
+    assert_eq!(status, 200);
+    let e = parse(&body);
+    assert_eq!(
+        e.value("chartmuseum_requests_total", &[("url", "/index.yaml")]),
+        Some(1.0)
+    );
+    assert_eq!(http_get(mport, "/index.yaml").0, 404);
+    // A bad address is a configuration error naming the key.
+    let out = Command::new(BIN)
+        .args([
+            "--storage",
+            "local",
+            "--storage-local-rootdir",
+            dir.path().to_str().unwrap(),
+        ])
+        .args(["--metrics-listen", "localhost:x", "check-config"])
+        .env_clear()
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("metricslisten"));
+}

@@ -63,7 +63,8 @@ impl HttpSettings {
                 api_enabled: !cfg.disable_api,
                 delete_enabled: !cfg.disable_api && !cfg.disable_delete,
                 artifacthub: !cfg.artifact_hub_ids.is_empty(),
-                metrics: cfg.enable_metrics,
+                // With `metricslisten`, /metrics is served there only.
+                metrics: cfg.enable_metrics && cfg.metrics_listen.is_none(),
             },
             cfg: cfg.clone(),
             basic_expected,
@@ -177,7 +178,7 @@ impl App {
                     .get(header::ACCEPT)
                     .and_then(|v| v.to_str().ok())
                     .unwrap_or("");
-                self.metrics_response(&registry, accept)
+                self.metrics_response(accept)
             }
             Ok(route) => self.dispatch(&http, &registry, route, req).await,
             Err(RouteError::NotFound) => error_response(&ApiError::RouteNotFound),
@@ -321,9 +322,9 @@ impl App {
 
 impl App {
     /// `GET /metrics`: every series, in OpenMetrics when `accept` asks for it.
-    fn metrics_response(&self, registry: &Registry, accept: &str) -> Response<Body> {
+    pub fn metrics_response(&self, accept: &str) -> Response<Body> {
         let open = crate::metrics::wants_openmetrics(accept);
-        let text = self.metrics.render(registry, open);
+        let text = self.metrics.render(&self.registry.load(), open);
         let mut resp = Response::new(full(text));
         let ct = if open {
             crate::metrics::OPENMETRICS_CONTENT_TYPE

@@ -122,6 +122,7 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
             String::new(),
         )],
     };
+    let metrics_listener = crate::metrics::listen::bind(cfg.metrics_listen).await?;
     notifier.status(&format!("loading index from {}", describe_storage(&cfg)));
     let settings = repo_settings(&cfg);
     let progress = settings.progress.clone();
@@ -171,6 +172,9 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
         };
         info!("listening", "on" => &on, "storage" => &app.registry.load().storage.describe());
         accepting.push(tokio::spawn(accept_loop(shared.clone(), l)));
+    }
+    if let Some(l) = metrics_listener {
+        crate::metrics::listen::spawn(app.clone(), l, shared.shutdown.subscribe());
     }
     tokio::spawn(refresh_loop(shared.clone()));
     tokio::spawn(state_loop(shared.clone()));
@@ -424,6 +428,7 @@ async fn try_reload(shared: &Shared) -> Result<(), String> {
     cfg.workers = old.cfg.workers;
     cfg.depth = old.cfg.depth;
     cfg.depth_dynamic = old.cfg.depth_dynamic;
+    cfg.metrics_listen = old.cfg.metrics_listen;
     // A start creates a missing local storage directory; a reload does not: there, a missing
     // directory is much more likely a typo than a wish for an empty repository.
     if let StorageConfig::Local { rootdir } = &cfg.storage {

@@ -32,6 +32,7 @@ use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 
+pub mod listen;
 pub mod process;
 pub mod storage;
 
