@@ -5,6 +5,9 @@
 
 mod common;
 
+#[path = "s3/harness.rs"]
+mod s3_harness;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -928,4 +931,94 @@ fn metrics_on_a_separate_address() {
         .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("metricslisten"));
+}
+
+/// An S3 outage (a real SeaweedFS stopped): storage errors by kind, retries, failed refreshes
+/// and the staleness gauge go up; once S3 is back, a refresh brings the staleness down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn s3_outage_moves_the_storage_series() {
+    if !s3_harness::available() {
+        return;
+    }
+    let mut h = s3_harness::S3Harness::start().await;
+    let endpoint = h.endpoint();
+    let prefix = common::unique("metrics");
+    let args: Vec<String> = [
+        "--storage",
+        "amazon",
+        "--storage-amazon-bucket",
+        s3_harness::BUCKET,
+        "--storage-amazon-endpoint",
+        &endpoint,
+        "--storage-amazon-prefix",
+        &prefix,
+        "--storage-amazon-retries=1",
+        "--enable-metrics",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let parsed = chartroom::config::parse_args(&args).unwrap();
+    let env = h.env();
+    let lookup = move |k: &str| env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+    let cfg = chartroom::config::load(&parsed, &lookup, None).unwrap();
+    let registry = chartroom::daemon::build_registry(&cfg).await.unwrap();
+    let s = Server::with_app(std::sync::Arc::new(chartroom::api::App::new(
+        &cfg, registry,
+    )));
+    assert_eq!(
+        s.post("/api/charts", chart("a", "1.0.0")).await.status,
+        StatusCode::CREATED
+    );
+    s.refresh().await;
+    let e = scrape(&s).await;
+    assert!(e.of("chartroom_storage_errors_total").is_empty());
+    assert!(
+        e.value(
+            "chartroom_storage_http_requests_total",
+            &[("backend", "amazon"), ("method", "put")]
+        )
+        .unwrap()
+            >= 1.0
+    );
+    let fresh = e
+        .value("chartroom_index_age_seconds", &[("repo", "")])
+        .unwrap();
+
+    h.stop_server();
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    assert!(s.app.registry.load().refresh_all().await.is_err());
+    let e = scrape(&s).await;
+    let errors: f64 = e
+        .of("chartroom_storage_errors_total")
+        .iter()
+        .filter(|x| x.labels["backend"] == "amazon" && x.labels["operation"] == "list")
+        .map(|x| x.value)
+        .sum();
+    assert!(
+        errors >= 1.0,
+        "{:?}",
+        e.of("chartroom_storage_errors_total")
+    );
+    assert!(
+        e.value("chartroom_storage_retries_total", &[("backend", "amazon")])
+            .unwrap()
+            >= 1.0
+    );
+    assert_eq!(e.value("chartroom_refresh_failures_total", &[]), Some(1.0));
+    let stale = e
+        .value("chartroom_index_age_seconds", &[("repo", "")])
+        .unwrap();
+    assert!(stale >= fresh + 1.0, "{stale} vs {fresh}");
+
+    h.start_server().await;
+    common::eventually(Duration::from_secs(30), "S3 answers again", || async {
+        s.app.registry.load().refresh_all().await.is_ok()
+    })
+    .await;
+    let e = scrape(&s).await;
+    let after = e
+        .value("chartroom_index_age_seconds", &[("repo", "")])
+        .unwrap();
+    assert!(after < stale, "{after} vs {stale}");
 }
