@@ -563,7 +563,12 @@ async fn uploads_rejected_by_reason() {
         StatusCode::INSUFFICIENT_STORAGE
     );
     let e = scrape(&s).await;
-    for (reason, n) in [("conflict", 1.0), ("invalid", 1.0), ("limit", 1.0)] {
+    for (reason, n) in [
+        ("conflict", 1.0),
+        ("invalid", 1.0),
+        ("limit", 1.0),
+        ("too_large", 0.0),
+    ] {
         assert_eq!(
             e.value("chartroom_uploads_rejected_total", &[("reason", reason)]),
             Some(n),
@@ -844,7 +849,9 @@ fn reload_counters_of_the_binary() {
         assert_eq!(status, 200);
         parse(&body).value("chartroom_reloads_total", &[("result", result)])
     };
-    assert_eq!(reloads("failure"), None);
+    // Both start at 0, so that increase() sees the first failure.
+    assert_eq!(reloads("failure"), Some(0.0));
+    assert_eq!(reloads("success"), Some(0.0));
     let hup = || unsafe {
         libc::kill(p.child.id() as i32, libc::SIGHUP);
     };
@@ -852,7 +859,7 @@ fn reload_counters_of_the_binary() {
     std::fs::write(&conf, "storage: [\n").unwrap();
     hup();
     wait_for("failed reload counted", || reloads("failure") == Some(1.0));
-    assert_eq!(reloads("success"), None);
+    assert_eq!(reloads("success"), Some(0.0));
     std::fs::write(&conf, &good).unwrap();
     hup();
     wait_for("successful reload counted", || {

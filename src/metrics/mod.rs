@@ -73,6 +73,18 @@ const SIZE_BUCKETS: [f64; 8] = [
     1_000_000_000.0,
 ];
 
+/// The `reason` label values of `chartroom_uploads_rejected_total`.
+const UPLOAD_REJECTIONS: [&str; 8] = [
+    "conflict",
+    "too_large",
+    "invalid",
+    "limit",
+    "unauthorized",
+    "timeout",
+    "server_error",
+    "other",
+];
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
     code: u16,
@@ -127,7 +139,7 @@ pub struct RequestInfo {
 
 impl Metrics {
     pub fn new(cfg: &Config) -> Metrics {
-        Metrics {
+        let m = Metrics {
             host: Arc::new(host_label(cfg)),
             requests: Family::default(),
             durations: Family::new_with_constructor(duration_histogram),
@@ -136,7 +148,15 @@ impl Metrics {
             uploads_rejected: Family::default(),
             reloads: Family::default(),
             last_reload: Family::default(),
+        };
+        // Counters of a fixed label set start at 0, so that increase() sees their first rise.
+        for reason in UPLOAD_REJECTIONS {
+            m.uploads_rejected.get_or_create(&ReasonLabels { reason });
         }
+        for result in ["success", "failure"] {
+            m.reloads.get_or_create(&ResultLabels { result });
+        }
+        m
     }
 
     /// Records one answered request (not 404 or 405: as ChartMuseum, those are not recorded).
@@ -166,6 +186,7 @@ impl Metrics {
 
     /// Records an upload (chart or provenance file) answered with `status` >= 400.
     pub fn upload_rejected(&self, status: u16) {
+        // One of UPLOAD_REJECTIONS.
         let reason = match status {
             409 => "conflict",
             413 => "too_large",
