@@ -151,10 +151,10 @@ impl Metrics {
         };
         // Counters of a fixed label set start at 0, so that increase() sees their first rise.
         for reason in UPLOAD_REJECTIONS {
-            m.uploads_rejected.get_or_create(&ReasonLabels { reason });
+            let _ = m.uploads_rejected.get_or_create(&ReasonLabels { reason });
         }
         for result in ["success", "failure"] {
-            m.reloads.get_or_create(&ResultLabels { result });
+            let _ = m.reloads.get_or_create(&ResultLabels { result });
         }
         m
     }
