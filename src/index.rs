@@ -251,6 +251,26 @@ impl RepoIndex {
         true
     }
 
+    /// The size of the serialised index: exact once built, else the sum of its entries
+    /// (metrics; builds nothing).
+    pub fn size_estimate(&self) -> usize {
+        match &self.rendered {
+            Some(b) => b.len(),
+            None => self
+                .charts
+                .values()
+                .flat_map(|l| l.iter())
+                .map(|e| {
+                    if self.layout.json {
+                        e.json.len()
+                    } else {
+                        e.yaml.len()
+                    }
+                })
+                .sum(),
+        }
+    }
+
     /// The serialised index (YAML, or JSON with `json`), built once per change.
     pub fn bytes(&mut self) -> Bytes {
         if let Some(b) = &self.rendered {

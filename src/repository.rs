@@ -102,6 +102,9 @@ pub struct Repo {
     /// The refresh error last logged, so that a failing repository logs once, not every
     /// interval.
     last_error: Mutex<Option<String>>,
+    /// Time of the last successful reconciliation with storage, in ms since the epoch
+    /// (metrics: staleness).
+    last_ok_ms: AtomicU64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -136,6 +139,7 @@ impl Repo {
             users: AtomicUsize::new(0),
             last_used: AtomicU64::new(0),
             last_error: Mutex::new(None),
+            last_ok_ms: AtomicU64::new(0),
         }
     }
 
@@ -158,6 +162,12 @@ impl Repo {
         if lock(&self.last_error).take().is_some() {
             info!("index refresh works again", "repo" => &shorten(&self.key, MAX_LOGGED_ERROR));
         }
+    }
+
+    /// When the index was last reconciled with storage successfully, in ms since the epoch
+    /// (0: never).
+    pub fn last_refresh_ok_ms(&self) -> u64 {
+        self.last_ok_ms.load(Ordering::Relaxed)
     }
 
     pub fn index(&self) -> MutexGuard<'_, RepoIndex> {
@@ -398,6 +408,10 @@ impl Repo {
             debug!("index reconciled", "repo" => &self.key, "listed" => stats.listed,
                 "fetched" => stats.fetched, "removed" => stats.removed);
         }
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_millis() as u64);
+        self.last_ok_ms.store(now_ms, Ordering::Relaxed);
         Ok(stats)
     }
 
@@ -652,7 +666,10 @@ struct Tenants {
 /// when next asked for); when every one has an upload in flight, the new one is served for
 /// that request only.
 pub struct Registry {
+    /// The storage, its calls timed and counted in `meter`.
     pub storage: Arc<dyn Storage>,
+    /// Storage and refresh metrics, handed on to the registry a reload builds.
+    pub meter: Arc<crate::metrics::StoreMeter>,
     pub settings: RepoSettings,
     repos: Mutex<Tenants>,
     over_bound_warned: Mutex<Option<Instant>>,
@@ -660,8 +677,18 @@ pub struct Registry {
 
 impl Registry {
     pub fn new(storage: Arc<dyn Storage>, settings: RepoSettings) -> Registry {
+        Registry::with_meter(storage, settings, Arc::default())
+    }
+
+    /// A registry whose storage calls and refreshes are recorded in `meter`.
+    pub fn with_meter(
+        storage: Arc<dyn Storage>,
+        settings: RepoSettings,
+        meter: Arc<crate::metrics::StoreMeter>,
+    ) -> Registry {
         Registry {
-            storage,
+            storage: crate::metrics::metered(storage, meter.clone()),
+            meter,
             settings,
             repos: Mutex::new(Tenants {
                 map: HashMap::new(),
@@ -812,6 +839,8 @@ impl Registry {
     /// the storage as a whole, for `/health`: the root repository's refresh or, without one,
     /// the storage check; never another repository's failure.
     pub async fn refresh_all(&self) -> Result<(), StorageError> {
+        let start = Instant::now();
+        let (mut downloaded, mut failed) = (0, false);
         let mut root = None;
         for repo in self.loaded_repos() {
             if !repo.is_loaded() {
@@ -819,8 +848,14 @@ impl Registry {
             }
             let res = repo.refresh(self.storage.as_ref(), &self.settings).await;
             match &res {
-                Ok(_) => repo.note_refresh_ok(),
-                Err(e) => repo.note_refresh_error(e),
+                Ok(stats) => {
+                    downloaded += stats.fetched;
+                    repo.note_refresh_ok()
+                }
+                Err(e) => {
+                    failed = true;
+                    repo.note_refresh_error(e)
+                }
             }
             if repo.key.is_empty() {
                 root = Some(res.map(|_| ()));
@@ -828,10 +863,13 @@ impl Registry {
                 self.forget_if(&repo, |r| r.is_empty());
             }
         }
-        match root {
+        let res = match root {
             Some(r) => r,
             None => self.storage.check().await,
-        }
+        };
+        self.meter
+            .refreshed(start.elapsed(), downloaded, failed || res.is_err());
+        res
     }
 
     /// Writes the state files of repositories that changed.

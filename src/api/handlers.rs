@@ -57,6 +57,8 @@ impl Ctx<'_> {
                 format!("{{\"version\":\"{}\"}}", super::VERSION),
             )),
             Endpoint::ArtifactHub => self.artifacthub(),
+            // Answered by `App::handle` before dispatching (it needs the request's headers).
+            Endpoint::Metrics => Err(ApiError::RouteNotFound),
             Endpoint::Index { head: true } => Ok(head_only(StatusCode::OK)),
             Endpoint::Index { head: false } => self.index().await,
             Endpoint::ChartFile { file, head } => self.chart_file(&file, head).await,

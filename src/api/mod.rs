@@ -63,6 +63,8 @@ impl HttpSettings {
                 api_enabled: !cfg.disable_api,
                 delete_enabled: !cfg.disable_api && !cfg.disable_delete,
                 artifacthub: !cfg.artifact_hub_ids.is_empty(),
+                // With `metricslisten`, /metrics is served there only.
+                metrics: cfg.enable_metrics && cfg.metrics_listen.is_none(),
             },
             cfg: cfg.clone(),
             basic_expected,
@@ -112,6 +114,8 @@ pub struct App {
     requests: AtomicU64,
     /// Last storage problem seen by a refresh, for `/health` (empty when healthy).
     pub storage_problem: ArcSwap<String>,
+    /// Prometheus metrics (`GET /metrics` with `enablemetrics`); kept across reloads.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl App {
@@ -121,6 +125,7 @@ impl App {
             registry: ArcSwap::from_pointee(registry),
             requests: AtomicU64::new(0),
             storage_problem: ArcSwap::from_pointee(String::new()),
+            metrics: Arc::new(crate::metrics::Metrics::new(cfg)),
         }
     }
 
@@ -152,7 +157,29 @@ impl App {
             Ok(r) => r.endpoint.label(),
             Err(_) => "none",
         };
+        // What the metrics record of this request: routed requests only, by route template.
+        let metered = match (&routed, http.cfg.enable_metrics) {
+            (Ok(r), true) if r.endpoint != Endpoint::Metrics => Some(crate::metrics::RequestInfo {
+                method: crate::metrics::method_label(&method),
+                handler: label,
+                url: crate::metrics::url_template(&r.endpoint, !r.repo.is_empty()),
+                request_bytes: approximate_request_size(&req),
+            }),
+            _ => None,
+        };
+        let upload = matches!(
+            &routed,
+            Ok(r) if matches!(r.endpoint, Endpoint::UploadChart | Endpoint::UploadProv)
+        );
         let mut resp = match routed {
+            Ok(route) if route.endpoint == Endpoint::Metrics => {
+                let accept = req
+                    .headers()
+                    .get(header::ACCEPT)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or("");
+                self.metrics_response(accept)
+            }
             Ok(route) => self.dispatch(&http, &registry, route, req).await,
             Err(RouteError::NotFound) => error_response(&ApiError::RouteNotFound),
             Err(RouteError::BadRepo(e)) => error_response(&ApiError::BadRequest(e.to_string())),
@@ -161,6 +188,25 @@ impl App {
             resp.headers_mut().insert("x-request-id", v);
         }
         let status = resp.status();
+        let response_bytes = || {
+            http_body::Body::size_hint(resp.body())
+                .exact()
+                .or_else(|| {
+                    resp.headers()
+                        .get(header::CONTENT_LENGTH)
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse().ok())
+                })
+                .unwrap_or(0)
+        };
+        if upload && status.as_u16() >= 400 {
+            self.metrics.upload_rejected(status.as_u16());
+        }
+        if let Some(info) = &metered {
+            let secs = start.elapsed().as_secs_f64();
+            self.metrics
+                .request(info, status.as_u16(), secs, response_bytes());
+        }
         let is_health = label == "health";
         if !is_health || http.cfg.log_health {
             let level = match status.as_u16() {
@@ -169,15 +215,7 @@ impl App {
                 _ => Level::Error,
             };
             if log::enabled(level) {
-                let bytes = http_body::Body::size_hint(resp.body())
-                    .exact()
-                    .or_else(|| {
-                        resp.headers()
-                            .get(header::CONTENT_LENGTH)
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse().ok())
-                    })
-                    .unwrap_or(0);
+                let bytes = response_bytes();
                 let elapsed = start.elapsed();
                 let latency = if http.cfg.log_latency_integer {
                     elapsed.as_nanos().to_string()
@@ -280,6 +318,41 @@ impl App {
         }
         resp
     }
+}
+
+impl App {
+    /// `GET /metrics`: every series, in OpenMetrics when `accept` asks for it.
+    pub fn metrics_response(&self, accept: &str) -> Response<Body> {
+        let open = crate::metrics::wants_openmetrics(accept);
+        let text = self.metrics.render(&self.registry.load(), open);
+        let mut resp = Response::new(full(text));
+        let ct = if open {
+            crate::metrics::OPENMETRICS_CONTENT_TYPE
+        } else {
+            crate::metrics::TEXT_CONTENT_TYPE
+        };
+        resp.headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(ct));
+        resp
+    }
+}
+
+/// ChartMuseum's approximate request size: path, method, protocol, header names and values,
+/// and the declared body length.
+fn approximate_request_size<B>(req: &Request<B>) -> u64 {
+    let headers: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len())
+        .sum();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    (req.uri().path().len() + req.method().as_str().len() + "HTTP/1.1".len() + headers) as u64
+        + declared
 }
 
 async fn read_body<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, ApiError>

@@ -10,6 +10,9 @@ pub enum Endpoint {
     Welcome,
     Health,
     Info,
+    /// `GET /metrics` (`enablemetrics`): the literal path, outside the context path and the
+    /// repository layout, without authentication, as ChartMuseum.
+    Metrics,
     ArtifactHub,
     Index {
         head: bool,
@@ -55,7 +58,7 @@ pub enum Action {
 impl Endpoint {
     pub fn action(&self) -> Action {
         match self {
-            Endpoint::Health | Endpoint::Info => Action::None,
+            Endpoint::Health | Endpoint::Info | Endpoint::Metrics => Action::None,
             Endpoint::UploadChart | Endpoint::UploadProv | Endpoint::Delete { .. } => Action::Push,
             _ => Action::Pull,
         }
@@ -81,6 +84,7 @@ impl Endpoint {
             Endpoint::Welcome => "welcome",
             Endpoint::Health => "health",
             Endpoint::Info => "info",
+            Endpoint::Metrics => "metrics",
             Endpoint::ArtifactHub => "artifacthub",
             Endpoint::Index { .. } => "index",
             Endpoint::ChartFile { .. } => "chart-file",
@@ -199,6 +203,8 @@ pub struct Router {
     pub api_enabled: bool,
     pub delete_enabled: bool,
     pub artifacthub: bool,
+    /// `GET /metrics` is a route (`enablemetrics`).
+    pub metrics: bool,
 }
 
 /// Route templates after the repository part. `*` is one variable segment.
@@ -224,6 +230,12 @@ fn template_matches(t: &[&str], segs: &[String]) -> bool {
 
 impl Router {
     pub fn route(&self, method: &Method, raw_path: &str) -> Result<Route, RouteError> {
+        if self.metrics && raw_path == "/metrics" && method == Method::GET {
+            return Ok(Route {
+                endpoint: Endpoint::Metrics,
+                repo: String::new(),
+            });
+        }
         let path = self.strip_context(raw_path).ok_or(RouteError::NotFound)?;
         let head = method == Method::HEAD;
         let get = method == Method::GET || head;
@@ -362,6 +374,7 @@ mod tests {
             api_enabled: true,
             delete_enabled: true,
             artifacthub: true,
+            metrics: false,
         }
     }
 

@@ -170,6 +170,10 @@ pub struct Config {
     pub log_json: bool,
     pub log_health: bool,
     pub log_latency_integer: bool,
+    /// `enablemetrics`: serve `GET /metrics`.
+    pub enable_metrics: bool,
+    /// `metricslisten`: serve `/metrics` only on this address, not with the API.
+    pub metrics_listen: Option<std::net::SocketAddr>,
     pub storage: StorageConfig,
     pub cache_interval: Duration,
     pub disable_statefiles: bool,
@@ -211,6 +215,12 @@ impl Config {
             ("workers", self.workers.to_string()),
             ("depth", self.depth.to_string()),
             ("depthdynamic", self.depth_dynamic.to_string()),
+            (
+                "metricslisten",
+                self.metrics_listen
+                    .map(|a| a.to_string())
+                    .unwrap_or_default(),
+            ),
         ]
     }
 }
@@ -464,6 +474,26 @@ impl Values {
             value: value.to_string(),
             expected: expected.to_string(),
         }
+    }
+
+    /// An optional `host:port` (empty: none).
+    fn socket_addr(
+        &mut self,
+        key: &'static str,
+    ) -> Result<Option<std::net::SocketAddr>, ConfigError> {
+        let (v, origin) = self.get(key)?;
+        let v = v.trim();
+        if v.is_empty() {
+            return Ok(None);
+        }
+        v.parse().map(Some).map_err(|_| {
+            Self::bad(
+                key,
+                v,
+                &origin,
+                "an IP address and port, e.g. 127.0.0.1:9180",
+            )
+        })
     }
 
     fn string(&mut self, key: &'static str) -> Result<String, ConfigError> {
@@ -738,6 +768,8 @@ impl Values {
             log_json: self.boolean("logjson")?,
             log_health: self.boolean("loghealth")?,
             log_latency_integer: self.boolean("loglatencyinteger")?,
+            enable_metrics: self.boolean("enablemetrics")?,
+            metrics_listen: self.socket_addr("metricslisten")?,
             storage,
             cache_interval: self.duration("cacheinterval")?,
             disable_statefiles: self.boolean("disablestatefiles")?,

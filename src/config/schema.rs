@@ -880,13 +880,21 @@ pub static KEYS: &[Key] = &[
         "Not needed by chartroom.",
     )),
     // Cosmetic and deprecated ChartMuseum options.
-    ignored(k(
+    k(
         "enablemetrics",
         Bool,
         "false",
         "enable-metrics",
         "ENABLE_METRICS",
-        "Accepted; chartroom has no /metrics endpoint yet.",
+        "Serve Prometheus metrics at GET /metrics (ChartMuseum's chartmuseum_* series and chartroom_* series), without authentication and outside the context path, as ChartMuseum; OpenMetrics when the Accept header asks for it. Off: /metrics is 404.",
+    ),
+    restart(k(
+        "metricslisten",
+        Str,
+        "",
+        "metrics-listen",
+        "METRICS_LISTEN",
+        "Serve /metrics only on this address (host:port, e.g. 127.0.0.1:9180), bound by chartroom itself, and not on the API's listeners, so that it is not exposed with the API (chartroom's own key; needs enablemetrics). Empty: /metrics is served with the API, as ChartMuseum.",
     )),
     ignored(k(
         "disablemetrics",
@@ -935,6 +943,7 @@ pub fn section(key: &Key) -> &'static str {
         ("listen.host" | "port" | "workers" | "readtimeout" | "writetimeout", _) => "Server",
         ("shutdowngrace" | "contextpath" | "cors.alloworigin", _) => "Server",
         ("debug" | "logjson" | "loghealth" | "loglatencyinteger", _) => "Logging",
+        ("enablemetrics" | "metricslisten", _) => "Metrics",
         ("maxuploadsize" | "maxdecompressedchartsize" | "maxdecompressedfilesize", _) => "Limits",
         ("maxstorageobjects" | "per-chart-limit" | "indexlimit" | "maxtenants", _) => "Limits",
         ("depth" | "depthdynamic", _) => "Repositories (multitenancy)",

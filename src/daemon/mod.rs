@@ -61,16 +61,18 @@ pub fn build_storage(cfg: &Config) -> Result<Arc<dyn Storage>, StorageError> {
 /// Builds a registry and checks it works: the storage can be listed and, for a single
 /// repository, its index loads.
 pub async fn build_registry(cfg: &Config) -> Result<Registry, StorageError> {
-    build_registry_with(cfg, repo_settings(cfg)).await
+    build_registry_with(cfg, repo_settings(cfg), Arc::default()).await
 }
 
+/// The storage is checked through the registry, so that the check counts in the metrics.
 async fn build_registry_with(
     cfg: &Config,
     settings: crate::repository::RepoSettings,
+    meter: Arc<crate::metrics::StoreMeter>,
 ) -> Result<Registry, StorageError> {
     let storage = build_storage(cfg)?;
-    storage.check().await?;
-    let registry = Registry::new(storage, settings);
+    let registry = Registry::with_meter(storage, settings, meter);
+    registry.storage.check().await?;
     if cfg.depth == 0 {
         registry.repo("").await?;
     }
@@ -120,10 +122,11 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
             String::new(),
         )],
     };
+    let metrics_listener = crate::metrics::listen::bind(cfg.metrics_listen).await?;
     notifier.status(&format!("loading index from {}", describe_storage(&cfg)));
     let settings = repo_settings(&cfg);
     let progress = settings.progress.clone();
-    let loading = build_registry_with(&cfg, settings);
+    let loading = build_registry_with(&cfg, settings, Arc::default());
     tokio::pin!(loading);
     // A long first load (no state file, many packages) reports how far it got, every second.
     let mut report = tokio::time::interval_at(
@@ -169,6 +172,9 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
         };
         info!("listening", "on" => &on, "storage" => &app.registry.load().storage.describe());
         accepting.push(tokio::spawn(accept_loop(shared.clone(), l)));
+    }
+    if let Some(l) = metrics_listener {
+        crate::metrics::listen::spawn(app.clone(), l, shared.shutdown.subscribe());
     }
     tokio::spawn(refresh_loop(shared.clone()));
     tokio::spawn(state_loop(shared.clone()));
@@ -392,7 +398,9 @@ async fn watchdog_loop(
 async fn reload(shared: &Shared) {
     shared.notifier.reloading();
     info!("reloading configuration");
-    match try_reload(shared).await {
+    let res = try_reload(shared).await;
+    shared.app.metrics.reloaded(res.is_ok());
+    match res {
         Ok(()) => {
             let status = status_line(&shared.app);
             info!("reload complete", "status" => &status);
@@ -420,6 +428,7 @@ async fn try_reload(shared: &Shared) -> Result<(), String> {
     cfg.workers = old.cfg.workers;
     cfg.depth = old.cfg.depth;
     cfg.depth_dynamic = old.cfg.depth_dynamic;
+    cfg.metrics_listen = old.cfg.metrics_listen;
     // A start creates a missing local storage directory; a reload does not: there, a missing
     // directory is much more likely a typo than a wish for an empty repository.
     if let StorageConfig::Local { rootdir } = &cfg.storage {
@@ -435,7 +444,9 @@ async fn try_reload(shared: &Shared) -> Result<(), String> {
             return Err(format!("storage {}: {why}", describe_storage(&cfg)));
         }
     }
-    let registry = build_registry(&cfg)
+    // The storage and refresh counters go on across the reload.
+    let meter = shared.app.registry.load().meter.clone();
+    let registry = build_registry_with(&cfg, repo_settings(&cfg), meter)
         .await
         .map_err(|e| format!("storage {}: {e}", describe_storage(&cfg)))?;
     for w in &cfg.warnings {

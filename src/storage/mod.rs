@@ -157,6 +157,12 @@ pub trait Storage: Send + Sync + 'static {
     fn problem(&self) -> Option<String> {
         None
     }
+
+    /// Counts of HTTP requests sent, retries included, for backends that talk to a service
+    /// (metrics); `None` for the others.
+    fn request_stats(&self) -> Option<RequestStats> {
+        None
+    }
 }
 
 /// Validates a relative object path: non-empty `/`-separated segments, none of them `.` or

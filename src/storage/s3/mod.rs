@@ -941,6 +941,10 @@ impl Storage for S3Storage {
         self.problem.get()
     }
 
+    fn request_stats(&self) -> Option<RequestStats> {
+        Some(self.counters.snapshot())
+    }
+
     async fn check(&self) -> Result<()> {
         let prefix = if self.s.prefix.is_empty() {
             String::new()

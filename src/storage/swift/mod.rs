@@ -645,6 +645,10 @@ impl Storage for SwiftStorage {
         self.problem.get()
     }
 
+    fn request_stats(&self) -> Option<RequestStats> {
+        Some(self.counters.snapshot())
+    }
+
     async fn check(&self) -> Result<()> {
         let ans = self.execute(&Call::new(Method::HEAD, None)).await?;
         match ans.resp.status() {
