@@ -683,6 +683,10 @@ print(len(fams))\n";
         .expect("python3");
     let err = String::from_utf8_lossy(&py.stderr);
     if err.contains("No module named 'prometheus_client'") {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI: prometheus_client must be installed (scripts/install-test-deps)"
+        );
         eprintln!(
             "prometheus_client not installed (pip install -r tests/e2e/requirements.txt): skipped"
         );
@@ -706,7 +710,13 @@ print(len(fams))\n";
             // 0: clean; 3: lint remarks only (ChartMuseum's gauges named *_total); 1: error.
             assert!(matches!(out.status.code(), Some(0 | 3)), "{all}");
         }
-        Err(_) => eprintln!("promtool not installed (Debian package prometheus): skipped"),
+        Err(_) => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI: promtool must be installed (Debian package prometheus, scripts/install-test-deps)"
+            );
+            eprintln!("promtool not installed (Debian package prometheus): skipped")
+        }
     }
 }
 
