@@ -307,7 +307,10 @@ mod tests {
         let e = load("/nonexistent/c.pem", "/nonexistent/k.pem", "")
             .unwrap_err()
             .to_string();
-        assert!(e.contains("tls.cert") && e.contains("/nonexistent/c.pem"), "{e}");
+        assert!(
+            e.contains("tls.cert") && e.contains("/nonexistent/c.pem"),
+            "{e}"
+        );
     }
 
     proptest! {

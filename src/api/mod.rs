@@ -234,8 +234,15 @@ impl App {
             } else {
                 route.repo.as_str()
             };
-            let wanted = if action == Action::Push { "push" } else { "pull" };
-            let given = req.headers().get(header::AUTHORIZATION).map(|v| v.as_bytes());
+            let wanted = if action == Action::Push {
+                "push"
+            } else {
+                "pull"
+            };
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
             if let Err(challenge) = bearer.check(given, namespace, wanted) {
                 let mut resp = error_response(&ApiError::Unauthorized);
                 resp.headers_mut()

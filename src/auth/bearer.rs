@@ -33,7 +33,9 @@ pub enum BearerError {
     MissingRealm,
     #[error("Missing Auth Service (authservice, --auth-service: bearerauth needs it)")]
     MissingService,
-    #[error("Missing Auth Server Public Cert Path (authcertpath, --auth-cert-path: bearerauth needs it)")]
+    #[error(
+        "Missing Auth Server Public Cert Path (authcertpath, --auth-cert-path: bearerauth needs it)"
+    )]
     MissingCertPath,
     #[error("authcertpath: cannot read {path}: {source}")]
     Read {
@@ -87,7 +89,9 @@ fn header_safe(key: &'static str, v: &str) -> Result<(), BearerError> {
     if v.chars().any(|c| c.is_control() || c == '"' || c == '\\') {
         return Err(BearerError::Invalid {
             key,
-            why: format!("{v:?} holds a quote, backslash or control character (it goes into the WWW-Authenticate header)"),
+            why: format!(
+                "{v:?} holds a quote, backslash or control character (it goes into the WWW-Authenticate header)"
+            ),
         });
     }
     Ok(())

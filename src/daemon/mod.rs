@@ -167,7 +167,13 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
         } else {
             format!("{} ({name})", l.describe())
         };
-        let scheme = app.http.load().cfg.tls.as_ref().map_or("http".to_string(), |t| t.describe());
+        let scheme = app
+            .http
+            .load()
+            .cfg
+            .tls
+            .as_ref()
+            .map_or("http".to_string(), |t| t.describe());
         info!("listening", "on" => &on, "scheme" => &scheme,
             "storage" => &app.registry.load().storage.describe());
         accepting.push(tokio::spawn(accept_loop(shared.clone(), l)));
@@ -289,7 +295,14 @@ where
 {
     shared.connections.fetch_add(1, Ordering::SeqCst);
     // The TLS material current at the accept: a reload changes it for new connections only.
-    let tls = shared.app.http.load().cfg.tls.as_ref().map(|t| t.acceptor());
+    let tls = shared
+        .app
+        .http
+        .load()
+        .cfg
+        .tls
+        .as_ref()
+        .map(|t| t.acceptor());
     tokio::spawn(async move {
         let (read_timeout, write_timeout) = {
             let http = shared.app.http.load();
@@ -298,12 +311,10 @@ where
         let stream = stall::WriteStallLimit::new(stream, write_timeout);
         match tls {
             None => serve_conn(&shared, stream, read_timeout).await,
-            Some(acceptor) => {
-                match crate::tls::handshake(&acceptor, stream, read_timeout).await {
-                    Ok(s) => serve_conn(&shared, s, read_timeout).await,
-                    Err(e) => crate::debug!("TLS handshake failed", "error" => &e.to_string()),
-                }
-            }
+            Some(acceptor) => match crate::tls::handshake(&acceptor, stream, read_timeout).await {
+                Ok(s) => serve_conn(&shared, s, read_timeout).await,
+                Err(e) => crate::debug!("TLS handshake failed", "error" => &e.to_string()),
+            },
         }
         if shared.connections.fetch_sub(1, Ordering::SeqCst) == 1 {
             shared.idle.notify_waiters();
