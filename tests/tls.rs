@@ -579,3 +579,79 @@ fn tls_on_a_socket_passed_by_systemd() {
         }
     }
 }
+
+fn get_with_token(port: u16, path: &str, token: &str) -> u16 {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    s.read_to_string(&mut out).unwrap();
+    out.split(' ').nth(1).unwrap().parse().unwrap()
+}
+
+#[test]
+fn reload_rereads_the_bearer_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    sh(
+        d,
+        r#"
+for k in a b; do
+  openssl genpkey -algorithm RSA -pkeyopt rsa_keygen_bits:2048 -out $k.key 2>/dev/null
+  openssl pkey -in $k.key -pubout -out $k.pub
+done
+cp a.pub live.pub
+"#,
+    );
+    let token = |key: &str| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs();
+        let claims = serde_json::json!({"exp": now + 300, "access": [
+            {"type": "artifact-repository", "name": "repo", "actions": ["pull"]}]});
+        let k =
+            jsonwebtoken::EncodingKey::from_rsa_pem(&std::fs::read(d.join(key)).unwrap()).unwrap();
+        jsonwebtoken::encode(
+            &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
+            &claims,
+            &k,
+        )
+        .unwrap()
+    };
+    let (ta, tb) = (token("a.key"), token("b.key"));
+    let conf = d.join("chartroom.yaml");
+    std::fs::write(
+        &conf,
+        format!(
+            "bearerauth: true\nauthrealm: https://auth.example.org/token\nauthservice: charts\nauthcertpath: {}\n",
+            d.join("live.pub").display()
+        ),
+    )
+    .unwrap();
+    let notify = Notify::new(d);
+    let s = start(
+        d,
+        &["--config", conf.to_str().unwrap()],
+        &[("NOTIFY_SOCKET", notify.path.to_str().unwrap())],
+    );
+    notify.wait_for("READY=1");
+    assert_eq!(get_with_token(s.port, "/index.yaml", &ta), 200);
+    assert_eq!(get_with_token(s.port, "/index.yaml", &tb), 401);
+    std::fs::copy(d.join("b.pub"), d.join("live.pub")).unwrap();
+    hup(&s);
+    let m = notify.wait_for("READY=1");
+    assert!(!m.contains("reload failed"), "{m}");
+    assert_eq!(get_with_token(s.port, "/index.yaml", &ta), 401);
+    assert_eq!(get_with_token(s.port, "/index.yaml", &tb), 200);
+    // A broken key file keeps the running key.
+    std::fs::write(d.join("live.pub"), "junk").unwrap();
+    hup(&s);
+    let m = notify.wait_for("reload failed");
+    assert!(m.contains("authcertpath"), "{m}");
+    assert_eq!(get_with_token(s.port, "/index.yaml", &tb), 200);
+}
