@@ -263,23 +263,113 @@ pub fn build(
     Ok(server)
 }
 
+/// What a client that speaks plain HTTP to an HTTPS listener gets (as from Go's servers).
+pub const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+
 /// Runs the server side of a handshake, within `timeout` when it is not zero (a client that
-/// opens a connection and sends nothing must not hold it forever).
+/// opens a connection and sends nothing must not hold it forever). A connection whose first
+/// byte is not a TLS handshake record gets [`PLAIN_HTTP_ANSWER`] when it looks like plain
+/// HTTP, and is closed.
 pub async fn handshake<S>(
     acceptor: &tokio_rustls::TlsAcceptor,
     stream: S,
     timeout: std::time::Duration,
-) -> std::io::Result<tokio_rustls::server::TlsStream<S>>
+) -> std::io::Result<tokio_rustls::server::TlsStream<Rewind<S>>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let accept = acceptor.accept(stream);
+    let accept = async move {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let mut stream = stream;
+        let mut first = [0u8; 1];
+        if stream.read(&mut first).await? == 0 {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::UnexpectedEof,
+                "closed before the TLS handshake",
+            ));
+        }
+        // 0x16: a TLS record of type handshake.
+        if first[0] != 0x16 {
+            if first[0].is_ascii_uppercase() {
+                let _ = stream.write_all(PLAIN_HTTP_ANSWER).await;
+                let _ = stream.shutdown().await;
+            }
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not a TLS handshake (plain HTTP to the HTTPS port?)",
+            ));
+        }
+        acceptor
+            .accept(Rewind {
+                first: Some(first[0]),
+                inner: stream,
+            })
+            .await
+    };
     if timeout.is_zero() {
         accept.await
     } else {
         tokio::time::timeout(timeout, accept)
             .await
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "TLS handshake"))?
+    }
+}
+
+/// A stream with one byte, already read from it, put back in front.
+pub struct Rewind<S> {
+    first: Option<u8>,
+    inner: S,
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Rewind<S> {
+    fn poll_read(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        if buf.remaining() > 0 {
+            if let Some(b) = self.first.take() {
+                buf.put_slice(&[b]);
+                return std::task::Poll::Ready(Ok(()));
+            }
+        }
+        std::pin::Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Rewind<S> {
+    fn poll_write(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        std::pin::Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        std::pin::Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
     }
 }
 
