@@ -693,3 +693,38 @@ fn a_client_that_never_finishes_its_handshake_is_dropped() {
     let mut c = connect(s.port, cfg).unwrap();
     assert_eq!(request(&mut c, "/health").unwrap().0, 200);
 }
+
+#[test]
+fn a_reload_cannot_turn_https_or_client_certificates_off() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = tmp.path();
+    pki(d);
+    let conf = d.join("chartroom.yaml");
+    let tls = format!(
+        "tls:\n  cert: {}\n  key: {}\n",
+        p(d, "ec.pem"),
+        p(d, "ec.key")
+    );
+    let mtls = format!("{tls}  cacert: {}\n", p(d, "ca.pem"));
+    std::fs::write(&conf, &mtls).unwrap();
+    let notify = Notify::new(d);
+    let s = start(
+        d,
+        &["--config", conf.to_str().unwrap()],
+        &[("NOTIFY_SOCKET", notify.path.to_str().unwrap())],
+    );
+    notify.wait_for("READY=1");
+    let ca = d.join("ca.pem");
+    let good = client_config(&ca, Some((&d.join("client.pem"), &d.join("client.key"))));
+    let anonymous = client_config(&ca, None);
+    for (what, text) in [("without cacert", tls.as_str()), ("without TLS", "")] {
+        std::fs::write(&conf, text).unwrap();
+        hup(&s);
+        notify.wait_for("READY=1");
+        // Still HTTPS, still asking for a client certificate.
+        let mut c = connect(s.port, good.clone()).unwrap();
+        assert_eq!(request(&mut c, "/health").unwrap().0, 200, "{what}");
+        let r = connect(s.port, anonymous.clone()).and_then(|mut c| request(&mut c, "/health"));
+        assert!(r.is_err(), "{what}: {r:?}");
+    }
+}
