@@ -643,7 +643,7 @@ impl Values {
             .map_err(|source| ConfigError::Tls { origin, source })?;
         let bearer = if self.boolean("bearerauth")? {
             let (_, origin) = self.get("bearerauth")?;
-            Some(
+            let bearer = Some(
                 crate::auth::bearer::BearerAuth::load(
                     &self.string("authrealm")?,
                     &self.string("authservice")?,
@@ -651,7 +651,14 @@ impl Values {
                     &self.string("authactionssearchpath")?,
                 )
                 .map_err(|source| ConfigError::Bearer { origin, source })?,
-            )
+            );
+            let (user, user_origin) = self.get("basicauth.user")?;
+            if !user.is_empty() {
+                self.warnings.push(format!(
+                    "{user_origin}: basicauth.user is set but bearerauth takes precedence: basic credentials are not accepted"
+                ));
+            }
+            bearer
         } else {
             for k in [
                 "authrealm",

@@ -396,6 +396,35 @@ fn bad_settings_are_start_up_errors() {
     ]);
     let e = load(&a).unwrap_err();
     assert!(e.contains("authactionssearchpath"), "{e}");
+    // Basic credentials next to bearer auth: loaded, with a warning that they are not used.
+    let args: Vec<String> = [
+        "--storage",
+        "local",
+        "--bearer-auth",
+        "--auth-realm",
+        "r",
+        "--auth-service",
+        "s",
+        "--auth-cert-path",
+        pubkey.to_str().unwrap(),
+        "--basic-auth-user",
+        "u",
+        "--basic-auth-pass",
+        "p",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    let parsed = chartroom::config::parse_args(&args).unwrap();
+    let c = chartroom::config::load(&parsed, &|_| None, None).unwrap();
+    assert!(c.bearer.is_some());
+    assert!(
+        c.warnings
+            .iter()
+            .any(|w| w.contains("bearerauth takes precedence")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 /// A directory with the test keys, made once for the property test's cases.
