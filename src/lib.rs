@@ -8,6 +8,7 @@
 pub mod log;
 
 pub mod api;
+pub mod auth;
 pub mod chart;
 pub mod chart_yaml;
 pub mod config;
@@ -20,6 +21,7 @@ pub mod repository;
 pub mod storage;
 pub mod tar_reader;
 pub mod timefmt;
+pub mod tls;
 pub mod version;
 pub mod yaml;
 pub mod yaml11;

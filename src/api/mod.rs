@@ -76,6 +76,17 @@ impl HttpSettings {
     /// What basic auth protects, for the start-up and reload logs.
     pub fn auth_summary(&self) -> String {
         let cfg = &self.cfg;
+        if let Some(b) = &cfg.bearer {
+            let covers = if cfg.anonymous_get {
+                "push (uploads, deletes); pull (GET, HEAD) is anonymous (authanonymousget)"
+            } else {
+                "push and pull (every route but /health and /info)"
+            };
+            return format!(
+                "bearer tokens ({:?} signed with the key in {}, realm {:?}, service {:?}) for {covers}",
+                b.algorithm, b.cert_path, b.realm, b.service
+            );
+        }
         match (&self.basic_expected, cfg.anonymous_get) {
             (None, _) => {
                 "off: no credentials are asked for (basicauth.user and basicauth.pass are not set)"
@@ -254,7 +265,29 @@ impl App {
         let cfg = &http.cfg;
         let action = route.endpoint.action();
         let anonymous_ok = action == Action::None || (action == Action::Pull && cfg.anonymous_get);
-        if let (Some(expected), false) = (&http.basic_expected, anonymous_ok) {
+        if let (Some(bearer), false) = (&cfg.bearer, anonymous_ok) {
+            // Bearer auth takes precedence over basic auth, as in ChartMuseum.
+            let namespace = if route.repo.is_empty() {
+                "repo"
+            } else {
+                route.repo.as_str()
+            };
+            let wanted = if action == Action::Push {
+                "push"
+            } else {
+                "pull"
+            };
+            let given = req
+                .headers()
+                .get(header::AUTHORIZATION)
+                .map(|v| v.as_bytes());
+            if let Err(challenge) = bearer.check(given, namespace, wanted) {
+                let mut resp = error_response(&ApiError::Unauthorized);
+                resp.headers_mut()
+                    .insert(header::WWW_AUTHENTICATE, challenge);
+                return resp;
+            }
+        } else if let (Some(expected), false) = (&http.basic_expected, anonymous_ok) {
             let given = req
                 .headers()
                 .get(header::AUTHORIZATION)

@@ -56,6 +56,18 @@ pub enum ConfigError {
     /// A half-configured basic auth (the message names the key and where it was set).
     #[error("{0}")]
     Auth(String),
+    /// TLS files (the origin is where the first TLS key was set).
+    #[error("{origin}: {source}")]
+    Tls {
+        origin: String,
+        source: crate::tls::TlsError,
+    },
+    /// Bearer auth settings or key file (the origin is where `bearerauth` was set).
+    #[error("{origin}: {source}")]
+    Bearer {
+        origin: String,
+        source: crate::auth::bearer::BearerError,
+    },
 }
 
 /// A value together with where it came from, for error messages.
@@ -202,6 +214,10 @@ pub struct Config {
     pub basic_user: String,
     pub basic_pass: String,
     pub anonymous_get: bool,
+    /// HTTPS material (`tls.*`), read when the configuration was loaded.
+    pub tls: Option<crate::tls::TlsSettings>,
+    /// Bearer-token auth (`bearerauth`), its key read when the configuration was loaded.
+    pub bearer: Option<crate::auth::bearer::BearerAuth>,
     /// Warnings found while loading (ignored options that were set), logged at start-up.
     pub warnings: Vec<String>,
 }
@@ -633,6 +649,65 @@ impl Values {
         }
     }
 
+    /// The TLS material and the bearer auth key, read from their files (see [`crate::tls`]
+    /// and [`crate::auth::bearer`]).
+    #[allow(clippy::type_complexity)]
+    fn tls_and_bearer(
+        &mut self,
+    ) -> Result<
+        (
+            Option<crate::tls::TlsSettings>,
+            Option<crate::auth::bearer::BearerAuth>,
+        ),
+        ConfigError,
+    > {
+        let (cert, cert_o) = self.get("tls.cert")?;
+        let (key, key_o) = self.get("tls.key")?;
+        let (ca, ca_o) = self.get("tls.cacert")?;
+        let origin = [(&cert, cert_o), (&key, key_o), (&ca, ca_o)]
+            .into_iter()
+            .find(|(v, _)| !v.is_empty())
+            .map(|(_, o)| o)
+            .unwrap_or_default();
+        let tls = crate::tls::load(&cert, &key, &ca)
+            .map_err(|source| ConfigError::Tls { origin, source })?;
+        let bearer = if self.boolean("bearerauth")? {
+            let (_, origin) = self.get("bearerauth")?;
+            let bearer = Some(
+                crate::auth::bearer::BearerAuth::load(
+                    &self.string("authrealm")?,
+                    &self.string("authservice")?,
+                    &self.string("authcertpath")?,
+                    &self.string("authactionssearchpath")?,
+                )
+                .map_err(|source| ConfigError::Bearer { origin, source })?,
+            );
+            let (user, user_origin) = self.get("basicauth.user")?;
+            if !user.is_empty() {
+                self.warnings.push(format!(
+                    "{user_origin}: basicauth.user is set but bearerauth takes precedence: basic credentials are not accepted"
+                ));
+            }
+            bearer
+        } else {
+            for k in [
+                "authrealm",
+                "authservice",
+                "authcertpath",
+                "authactionssearchpath",
+            ] {
+                let (v, o) = self.get(k)?;
+                if !v.is_empty() {
+                    self.warnings.push(format!(
+                        "{o}: {k} is set but bearerauth is off, so it has no effect"
+                    ));
+                }
+            }
+            None
+        };
+        Ok((tls, bearer))
+    }
+
     fn amazon(
         &mut self,
         env: &dyn Fn(&str) -> Option<String>,
@@ -753,6 +828,7 @@ impl Values {
             context_path.insert(0, '/');
         }
         let (basic_user, basic_pass) = self.basic_auth()?;
+        let (tls, bearer) = self.tls_and_bearer()?;
         let workers = (self.int("workers")? as usize).max(1);
         let chart_url = self.string("charturl")?.trim_end_matches('/').to_string();
         let cfg = Config {
@@ -799,6 +875,8 @@ impl Values {
             basic_user,
             basic_pass,
             anonymous_get: self.boolean("authanonymousget")?,
+            tls,
+            bearer,
             warnings: Vec::new(),
         };
         // Validate durations and timestamps that are accepted only for compatibility.

@@ -783,70 +783,70 @@ pub static KEYS: &[Key] = &[
         "AUTH_ANONYMOUS_GET",
         "Allow reads (GET and HEAD) without credentials.",
     ),
-    unsupported(k(
+    k(
         "bearerauth",
         Bool,
         "false",
         "bearer-auth",
         "BEARER_AUTH",
-        "Not supported by chartroom yet.",
-    )),
-    unsupported(k(
+        "Bearer-token (JWT) auth as ChartMuseum's: needs authrealm, authservice and authcertpath; takes precedence over basic auth.",
+    ),
+    k(
         "authrealm",
         Str,
         "",
         "auth-realm",
         "AUTH_REALM",
-        "Not supported by chartroom yet.",
-    )),
-    unsupported(k(
+        "Token service URL sent as realm in the WWW-Authenticate header of a 401 (bearerauth).",
+    ),
+    k(
         "authservice",
         Str,
         "",
         "auth-service",
         "AUTH_SERVICE",
-        "Not supported by chartroom yet.",
-    )),
-    unsupported(k(
+        "Service name sent in the WWW-Authenticate header of a 401 (bearerauth).",
+    ),
+    k(
         "authcertpath",
         Str,
         "",
         "auth-cert-path",
         "AUTH_CERT_PATH",
-        "Not supported by chartroom yet.",
-    )),
-    unsupported(k(
+        "PEM file with the token service's public key or certificate: RSA (RS256 tokens) or EC P-256 (ES256 tokens); re-read on reload.",
+    ),
+    k(
         "authactionssearchpath",
         Str,
         "",
         "auth-actions-search-path",
         "AUTH_ACTIONS_SEARCH_PATH",
-        "Not supported by chartroom yet.",
-    )),
-    unsupported(k(
+        "JMESPath expression finding a token's actions; $NAMESPACE and $ACCESS_ENTRY_TYPE are filled in. Empty: access[?name=='$NAMESPACE' && type=='$ACCESS_ENTRY_TYPE'].actions[]",
+    ),
+    k(
         "tls.cert",
         Str,
         "",
         "tls-cert",
         "TLS_CERT",
-        "Not supported by chartroom yet; terminate TLS in front of it.",
-    )),
-    unsupported(k(
+        "PEM certificate chain (server certificate first) for HTTPS on every listener; needs tls.key; re-read on reload.",
+    ),
+    k(
         "tls.key",
         Str,
         "",
         "tls-key",
         "TLS_KEY",
-        "Not supported by chartroom yet; terminate TLS in front of it.",
-    )),
-    unsupported(k(
+        "PEM private key of tls.cert (PKCS#8, SEC1 or PKCS#1; RSA, ECDSA or Ed25519); re-read on reload.",
+    ),
+    k(
         "tls.cacert",
         Str,
         "",
         "tls-ca-cert",
         "TLS_CA_CERT",
-        "Not supported by chartroom yet.",
-    )),
+        "PEM CA certificate(s): every client must present a certificate signed by one (needs tls.cert and tls.key); re-read on reload.",
+    ),
     unsupported(k(
         "cache.store",
         Str,
@@ -950,7 +950,7 @@ pub fn section(key: &Key) -> &'static str {
         _ if k.starts_with("basicauth.") || k.starts_with("auth") || k == "bearerauth" => {
             "Authentication"
         }
-        _ if k.starts_with("tls.") => "TLS (not supported)",
+        _ if k.starts_with("tls.") => "TLS",
         _ if k.starts_with("cache.") => "Cache (not supported)",
         _ if key.support == Support::Ignored => "Accepted for compatibility (no effect)",
         _ => "Charts and index",

@@ -170,7 +170,15 @@ pub async fn run(args: Args, cfg: Config) -> Result<(), DaemonError> {
         } else {
             format!("{} ({name})", l.describe())
         };
-        info!("listening", "on" => &on, "storage" => &app.registry.load().storage.describe());
+        let scheme = app
+            .http
+            .load()
+            .cfg
+            .tls
+            .as_ref()
+            .map_or("http".to_string(), |t| t.describe());
+        info!("listening", "on" => &on, "scheme" => &scheme,
+            "storage" => &app.registry.load().storage.describe());
         accepting.push(tokio::spawn(accept_loop(shared.clone(), l)));
     }
     if let Some(l) = metrics_listener {
@@ -292,44 +300,66 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     shared.connections.fetch_add(1, Ordering::SeqCst);
+    // The TLS material current at the accept: a reload changes it for new connections only.
+    let tls = shared
+        .app
+        .http
+        .load()
+        .cfg
+        .tls
+        .as_ref()
+        .map(|t| t.acceptor());
     tokio::spawn(async move {
         let (read_timeout, write_timeout) = {
             let http = shared.app.http.load();
             (http.cfg.read_timeout, http.cfg.write_timeout)
         };
-        let app = shared.app.clone();
-        let svc = service_fn(move |req| {
-            let app = app.clone();
-            async move { Ok::<_, Infallible>(app.handle(req).await) }
-        });
-        let mut builder = http1::Builder::new();
-        builder.timer(TokioTimer::new());
-        if !read_timeout.is_zero() {
-            builder.header_read_timeout(read_timeout);
-        }
         let stream = stall::WriteStallLimit::new(stream, write_timeout);
-        let conn = builder.serve_connection(TokioIo::new(stream), svc);
-        tokio::pin!(conn);
-        let mut stop = shared.shutdown.subscribe();
-        let stopping = *stop.borrow();
-        if stopping {
-            conn.as_mut().graceful_shutdown();
-        }
-        tokio::select! {
-            res = conn.as_mut() => {
-                if let Err(e) = res {
-                    crate::debug!("connection error", "error" => &e.to_string());
-                }
-            }
-            _ = stop.changed() => {
-                conn.as_mut().graceful_shutdown();
-                let _ = conn.as_mut().await;
-            }
+        match tls {
+            None => serve_conn(&shared, stream, read_timeout).await,
+            Some(acceptor) => match crate::tls::handshake(&acceptor, stream, read_timeout).await {
+                Ok(s) => serve_conn(&shared, s, read_timeout).await,
+                Err(e) => crate::debug!("TLS handshake failed", "error" => &e.to_string()),
+            },
         }
         if shared.connections.fetch_sub(1, Ordering::SeqCst) == 1 {
             shared.idle.notify_waiters();
         }
     });
+}
+
+async fn serve_conn<S>(shared: &Arc<Shared>, stream: S, read_timeout: Duration)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let app = shared.app.clone();
+    let svc = service_fn(move |req| {
+        let app = app.clone();
+        async move { Ok::<_, Infallible>(app.handle(req).await) }
+    });
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new());
+    if !read_timeout.is_zero() {
+        builder.header_read_timeout(read_timeout);
+    }
+    let conn = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn);
+    let mut stop = shared.shutdown.subscribe();
+    let stopping = *stop.borrow();
+    if stopping {
+        conn.as_mut().graceful_shutdown();
+    }
+    tokio::select! {
+        res = conn.as_mut() => {
+            if let Err(e) = res {
+                crate::debug!("connection error", "error" => &e.to_string());
+            }
+        }
+        _ = stop.changed() => {
+            conn.as_mut().graceful_shutdown();
+            let _ = conn.as_mut().await;
+        }
+    }
 }
 
 async fn refresh_loop(shared: Arc<Shared>) {
@@ -429,6 +459,7 @@ async fn try_reload(shared: &Shared) -> Result<(), String> {
     cfg.depth = old.cfg.depth;
     cfg.depth_dynamic = old.cfg.depth_dynamic;
     cfg.metrics_listen = old.cfg.metrics_listen;
+    keep_tls_mode(&old.cfg, &mut cfg);
     // A start creates a missing local storage directory; a reload does not: there, a missing
     // directory is much more likely a typo than a wish for an empty repository.
     if let StorageConfig::Local { rootdir } = &cfg.storage {
@@ -463,6 +494,25 @@ async fn try_reload(shared: &Shared) -> Result<(), String> {
     log::configure(cfg.debug, cfg.log_json);
     tokio::spawn(catch_up(shared.app.clone(), old, registry));
     Ok(())
+}
+
+/// Turning HTTPS or client certificates on or off needs a restart: a reload must never make a
+/// listener serve plain HTTP, or stop asking for client certificates, because a key was
+/// commented out. Within a mode, new files are taken (new connections get them).
+fn keep_tls_mode(old: &Config, new: &mut Config) {
+    let mode = |c: &Config| match &c.tls {
+        None => "http",
+        Some(t) if t.client_certs() => "https with client certificates",
+        Some(_) => "https",
+    };
+    let (was, now) = (mode(old), mode(new));
+    if was != now {
+        warn!("TLS mode changed but needs a restart; keeping the running TLS settings",
+            "running" => was, "configured" => now);
+        new.tls = old.tls.clone();
+    } else if old.tls != new.tls {
+        info!("TLS files changed; new connections use the new material", "mode" => now);
+    }
 }
 
 /// Reads the configuration (and the secret files it names) on a thread of its own: a file

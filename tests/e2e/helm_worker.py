@@ -76,8 +76,11 @@ def _helm_sdkpy_ops():
 
     config = hs.Configuration()
 
-    def repo_add(name, url, username=None, password=None):
-        return asyncio.run(hs.RepoAdd(config).run(name, url, username=username, password=password))
+    def repo_add(name, url, username=None, password=None, ca_file=None, cert_file=None,
+                 key_file=None):
+        return asyncio.run(hs.RepoAdd(config).run(
+            name, url, username=username, password=password,
+            ca_file=ca_file, cert_file=cert_file, key_file=key_file))
 
     def repo_update(name=None):
         return asyncio.run(hs.RepoUpdate(config).run(name))

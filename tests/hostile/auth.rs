@@ -127,24 +127,31 @@ fn half_configured_basic_auth_is_an_error_naming_the_key() {
 
 #[test]
 fn other_security_half_configurations_are_errors_too() {
-    // Bearer auth and TLS are not implemented: setting any of their keys stops the server
-    // instead of serving without them (a TLS certificate without a key, or a key without a
-    // certificate, included).
+    // A half-configured TLS or bearer auth stops the server instead of serving without it (a
+    // TLS certificate without a key, a key without a certificate, a client CA without both,
+    // bearer auth without its realm, service or key).
     for (args, env, key) in [
-        (vec!["--bearer-auth"], vec![], "bearerauth"),
+        (vec!["--bearer-auth"], vec![], "Missing Auth Realm"),
         (vec![], vec![("BEARER_AUTH", "true")], "bearerauth"),
-        (vec!["--auth-realm", "r"], vec![], "authrealm"),
-        (vec!["--auth-service", "s"], vec![], "authservice"),
-        (vec!["--auth-cert-path", "/c"], vec![], "authcertpath"),
         (
-            vec!["--auth-actions-search-path", "x"],
+            vec!["--bearer-auth", "--auth-realm", "r"],
             vec![],
-            "authactionssearchpath",
+            "Missing Auth Service",
+        ),
+        (
+            vec!["--bearer-auth", "--auth-realm", "r", "--auth-service", "s"],
+            vec![],
+            "Missing Auth Server Public Cert Path",
         ),
         (vec!["--tls-cert", "/c.pem"], vec![], "tls.cert"),
         (vec!["--tls-key", "/k.pem"], vec![], "tls.key"),
         (vec![], vec![("TLS_CERT", "/c.pem")], "tls.cert"),
         (vec!["--tls-ca-cert", "/ca.pem"], vec![], "tls.cacert"),
+        (
+            vec!["--tls-cert", "/nonexistent/c.pem", "--tls-key", "/k.pem"],
+            vec![],
+            "/nonexistent/c.pem",
+        ),
     ] {
         refused(&args, &env, &[key]);
     }
@@ -153,10 +160,18 @@ fn other_security_half_configurations_are_errors_too() {
     std::fs::write(&f, "tls:\n  cert: /c.pem\n").unwrap();
     refused(&["-c", f.to_str().unwrap()], &[], &["tls.cert", "c.yaml"]);
     std::fs::write(&f, "bearerauth: yes\n").unwrap();
-    refused(&["-c", f.to_str().unwrap()], &[], &["bearerauth"]);
+    refused(&["-c", f.to_str().unwrap()], &[], &["bearerauth", "c.yaml"]);
     // Their defaults, written out, are fine.
     std::fs::write(&f, "bearerauth: false\ntls:\n  cert: \"\"\n  key: \"\"\n").unwrap();
     assert!(load(&["-c", f.to_str().unwrap()], &[]).is_ok());
+    // Bearer settings without bearerauth: loaded (ChartMuseum ignores them) with a warning.
+    let c = load(&["--auth-realm", "r"], &[]).unwrap();
+    assert!(c.bearer.is_none());
+    assert!(
+        c.warnings.iter().any(|w| w.contains("authrealm")),
+        "{:?}",
+        c.warnings
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

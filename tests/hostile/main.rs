@@ -6,6 +6,7 @@
 mod common;
 
 mod auth;
+mod bearer;
 mod memory;
 mod ops;
 mod package;
