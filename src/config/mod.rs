@@ -126,6 +126,20 @@ pub enum StorageConfig {
         /// The `AWS_*` variables of the environment the configuration was loaded in.
         env: CapturedEnv,
     },
+    Microsoft {
+        container: String,
+        prefix: String,
+        endpoint: String,
+        access_key_file: String,
+        sas_token_file: String,
+        connect_timeout: Duration,
+        timeout: Duration,
+        /// `storage.requesttimeout`: one call, all its tries included.
+        request_timeout: Duration,
+        retries: u32,
+        /// The `AZURE_STORAGE_*` variables of the environment the configuration was loaded in.
+        env: CapturedEnv,
+    },
 }
 
 /// Credentials and settings from environment variables, captured when the configuration is
@@ -641,6 +655,37 @@ impl Values {
         })
     }
 
+    fn microsoft(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<StorageConfig, ConfigError> {
+        let container = self.string("storage.microsoft.container")?;
+        if container.is_empty() {
+            return Err(ConfigError::Invalid(
+                "Missing required flags(s): --storage-microsoft-container".into(),
+            ));
+        }
+        let access_key_file = self.string("storage.microsoft.accesskeyfile")?;
+        let sas_token_file = self.string("storage.microsoft.sastokenfile")?;
+        if !access_key_file.is_empty() && !sas_token_file.is_empty() {
+            return Err(ConfigError::Invalid(
+                "storage.microsoft.accesskeyfile and storage.microsoft.sastokenfile are both set: set one".into(),
+            ));
+        }
+        Ok(StorageConfig::Microsoft {
+            container,
+            prefix: self.string("storage.microsoft.prefix")?,
+            endpoint: self.string("storage.microsoft.endpoint")?,
+            access_key_file,
+            sas_token_file,
+            connect_timeout: self.nonzero_duration("storage.microsoft.connecttimeout")?,
+            timeout: self.nonzero_duration("storage.microsoft.timeout")?,
+            request_timeout: self.nonzero_duration("storage.requesttimeout")?,
+            retries: self.small_int("storage.microsoft.retries", 10)?,
+            env: CapturedEnv::capture(env_names::AZURE, env),
+        })
+    }
+
     fn build(
         mut self,
         file: Option<PathBuf>,
@@ -699,6 +744,7 @@ impl Values {
                 }
             }
             "amazon" => self.amazon(env)?,
+            "microsoft" => self.microsoft(env)?,
             "" => {
                 return Err(ConfigError::Invalid(
                     "Missing required flags(s): --storage".into(),
@@ -706,7 +752,7 @@ impl Values {
             }
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "Unsupported storage backend: {other} (storage.backend: chartroom supports local, openstack and amazon)"
+                    "Unsupported storage backend: {other} (storage.backend: chartroom supports local, openstack, amazon and microsoft)"
                 )));
             }
         };
