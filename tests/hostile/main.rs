@@ -6,6 +6,7 @@
 mod common;
 
 mod auth;
+mod azure;
 mod memory;
 mod ops;
 mod tenants;
