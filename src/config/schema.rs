@@ -193,7 +193,7 @@ pub static KEYS: &[Key] = &[
         "local",
         "storage",
         "STORAGE",
-        "Storage backend: local, openstack, amazon or microsoft.",
+        "Storage backend: local, openstack, amazon, microsoft, or the S3-compatible alibaba, tencent, baidu and oracle.",
     ),
     k(
         "storage.local.rootdir",
@@ -459,94 +459,110 @@ pub static KEYS: &[Key] = &[
         "STORAGE_MICROSOFT_RETRIES",
         "chartroom only: further tries of a call that failed on a connection error, a timeout or a 5xx answer (0: none); waits 250ms, then doubles, with jitter.",
     ),
-    unsupported(k(
+    k(
         "storage.oracle.bucket",
         Str,
         "",
         "storage-oracle-bucket",
         "STORAGE_ORACLE_BUCKET",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Oracle Object Storage bucket, through Oracle's S3 compatibility API (credentials: a Customer Secret Key in AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY).",
+    ),
+    k(
         "storage.oracle.prefix",
         Str,
         "",
         "storage-oracle-prefix",
         "STORAGE_ORACLE_PREFIX",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Object name prefix inside the bucket.",
+    ),
+    k(
         "storage.oracle.region",
         Str,
         "",
         "storage-oracle-region",
         "STORAGE_ORACLE_REGION",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Region of the bucket (e.g. us-ashburn-1); with storage.oracle.namespace it makes the endpoint https://<namespace>.compat.objectstorage.<region>.oraclecloud.com.",
+    ),
+    k(
         "storage.oracle.compartmentid",
         Str,
         "",
         "storage-oracle-compartmentid",
         "STORAGE_ORACLE_COMPARTMENTID",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Accepted; chartroom never creates the bucket, so the compartment is not used.",
+    ),
+    k(
+        "storage.oracle.namespace",
+        Str,
+        "",
+        "storage-oracle-namespace",
+        "STORAGE_ORACLE_NAMESPACE",
+        "chartroom only: the tenancy's Object Storage namespace, for the S3 compatibility endpoint.",
+    ),
+    k(
+        "storage.oracle.endpoint",
+        Str,
+        "",
+        "storage-oracle-endpoint",
+        "STORAGE_ORACLE_ENDPOINT",
+        "chartroom only: an S3 endpoint used instead of the one built from namespace and region (path-style).",
+    ),
+    k(
         "storage.alibaba.bucket",
         Str,
         "",
         "storage-alibaba-bucket",
         "STORAGE_ALIBABA_BUCKET",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Alibaba Cloud OSS bucket, through OSS's S3-compatible API (credentials: ALIBABA_CLOUD_ACCESS_KEY_ID, ALIBABA_CLOUD_ACCESS_KEY_SECRET).",
+    ),
+    k(
         "storage.alibaba.prefix",
         Str,
         "",
         "storage-alibaba-prefix",
         "STORAGE_ALIBABA_PREFIX",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Object name prefix inside the bucket.",
+    ),
+    k(
         "storage.alibaba.endpoint",
         Str,
         "",
         "storage-alibaba-endpoint",
         "STORAGE_ALIBABA_ENDPOINT",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "OSS endpoint (oss-<region>.aliyuncs.com, used as s3.oss-<region>.aliyuncs.com, virtual-hosted style); empty: oss-cn-hangzhou.aliyuncs.com; any other host is used as given, path-style.",
+    ),
+    k(
         "storage.alibaba.sse",
         Str,
         "",
         "storage-alibaba-sse",
         "STORAGE_ALIBABA_SSE",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Server-side encryption on every upload: AES256 or KMS; empty: the bucket's default.",
+    ),
+    k(
         "storage.baidu.bucket",
         Str,
         "",
         "storage-baidu-bucket",
         "STORAGE_BAIDU_BUCKET",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Baidu BOS bucket, through BOS's S3-compatible API (credentials: BAIDU_CLOUD_ACCESS_KEY_ID, BAIDU_CLOUD_ACCESS_KEY_SECRET).",
+    ),
+    k(
         "storage.baidu.prefix",
         Str,
         "",
         "storage-baidu-prefix",
         "STORAGE_BAIDU_PREFIX",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Object name prefix inside the bucket.",
+    ),
+    k(
         "storage.baidu.endpoint",
         Str,
         "",
         "storage-baidu-endpoint",
         "STORAGE_BAIDU_ENDPOINT",
-        "Not supported by chartroom.",
-    )),
+        "BOS endpoint (<region>.bcebos.com, used as s3.<region>.bcebos.com, virtual-hosted style); empty: bj.bcebos.com; any other host is used as given, path-style.",
+    ),
     unsupported(k(
         "storage.etcd.endpoint",
         Str,
@@ -587,30 +603,30 @@ pub static KEYS: &[Key] = &[
         "STORAGE_ETCD_PREFIX",
         "Not supported by chartroom.",
     )),
-    unsupported(k(
+    k(
         "storage.tencent.bucket",
         Str,
         "",
         "storage-tencent-bucket",
         "STORAGE_TENCENT_BUCKET",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Tencent COS bucket (name-appid), through COS's S3-compatible API (credentials: TENCENT_CLOUD_COS_SECRET_ID, TENCENT_CLOUD_COS_SECRET_KEY).",
+    ),
+    k(
         "storage.tencent.prefix",
         Str,
         "",
         "storage-tencent-prefix",
         "STORAGE_TENCENT_PREFIX",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Object name prefix inside the bucket.",
+    ),
+    k(
         "storage.tencent.endpoint",
         Str,
         "",
         "storage-tencent-endpoint",
         "STORAGE_TENCENT_ENDPOINT",
-        "Not supported by chartroom.",
-    )),
+        "COS endpoint (cos.<region>.myqcloud.com, virtual-hosted style); empty: cos.ap-guangzhou.myqcloud.com; any other host is used as given, path-style.",
+    ),
     // Index.
     k(
         "cacheinterval",
@@ -979,6 +995,9 @@ pub fn section(key: &Key) -> &'static str {
         (_, Some(("openstack", _))) => "Storage: OpenStack Swift",
         (_, Some(("amazon", _))) => "Storage: Amazon S3 and S3-compatible",
         (_, Some(("microsoft", _))) => "Storage: Azure Blob",
+        (_, Some(("alibaba" | "tencent" | "baidu" | "oracle", _))) => {
+            "Storage: S3-compatible clouds (through the S3 client)"
+        }
         (_, Some(_)) => "Storage: other ChartMuseum backends (not supported)",
         _ if k.starts_with("storage.") => "Storage",
         ("listen.host" | "port" | "workers" | "readtimeout" | "writetimeout", _) => "Server",

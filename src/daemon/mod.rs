@@ -489,12 +489,17 @@ fn describe_storage(cfg: &Config) -> String {
     match &cfg.storage {
         StorageConfig::Local { rootdir } => format!("local:{}", rootdir.display()),
         StorageConfig::OpenStack { container, .. } => format!("openstack:{container}"),
-        StorageConfig::Amazon { bucket, prefix, .. } => {
+        StorageConfig::Amazon {
+            provider,
+            bucket,
+            prefix,
+            ..
+        } => {
             let prefix = prefix.trim_matches('/');
             if prefix.is_empty() {
-                format!("amazon:{bucket}")
+                format!("{provider}:{bucket}")
             } else {
-                format!("amazon:{bucket}/{prefix}")
+                format!("{provider}:{bucket}/{prefix}")
             }
         }
         StorageConfig::Microsoft {
