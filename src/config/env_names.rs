@@ -15,11 +15,13 @@ pub const S3: &[&str] = &[
     "AWS_CA_BUNDLE",
 ];
 
-/// Azure Blob: the account and its key as ChartMuseum reads them, and a SAS token.
+/// Azure Blob: the account and its key as ChartMuseum reads them (and its `AZURE_BASE_URL`,
+/// the cloud's domain suffix), and a SAS token.
 pub const AZURE: &[&str] = &[
     "AZURE_STORAGE_ACCOUNT",
     "AZURE_STORAGE_ACCESS_KEY",
     "AZURE_STORAGE_SAS_TOKEN",
+    "AZURE_BASE_URL",
 ];
 
 /// OpenStack Swift: v1 auth (`ST_*`) and Keystone v3 (`OS_*`), as the OpenStack clients and

@@ -417,7 +417,7 @@ pub static KEYS: &[Key] = &[
         "",
         "storage-microsoft-endpoint",
         "STORAGE_MICROSOFT_ENDPOINT",
-        "chartroom only: the account's blob service URL (http:// or https://; https when no scheme is given), e.g. http://127.0.0.1:10000/devstoreaccount1 for Azurite or a sovereign cloud's; empty: https://<account>.blob.core.windows.net.",
+        "chartroom only: the account's blob service URL (http:// or https://; https when no scheme is given), e.g. http://127.0.0.1:10000/devstoreaccount1 for Azurite or a sovereign cloud's; empty: https://<account>.blob.core.windows.net (or https://<account>.blob.$AZURE_BASE_URL).",
     ),
     k(
         "storage.microsoft.accesskeyfile",

@@ -115,7 +115,8 @@ impl AzureSettings {
     /// Settings for a `StorageConfig::Microsoft`. Credentials, first found wins:
     /// `storage.microsoft.accesskeyfile`, `storage.microsoft.sastokenfile`,
     /// `AZURE_STORAGE_ACCESS_KEY`, `AZURE_STORAGE_SAS_TOKEN`; the account from
-    /// `AZURE_STORAGE_ACCOUNT` (names in [`crate::config::env_names::AZURE`]).
+    /// `AZURE_STORAGE_ACCOUNT` (names in [`crate::config::env_names::AZURE`]). Without
+    /// `storage.microsoft.endpoint`, `AZURE_BASE_URL` names another cloud's domain.
     pub fn from_config(cfg: &StorageConfig) -> Result<AzureSettings> {
         let StorageConfig::Microsoft {
             container,
@@ -158,6 +159,12 @@ impl AzureSettings {
         let mut s = AzureSettings::new(&account, container, credential);
         s.prefix = prefix.clone();
         s.endpoint = endpoint.clone();
+        // ChartMuseum's AZURE_BASE_URL: the domain suffix of another Azure cloud
+        // (`core.chinacloudapi.cn`); the endpoint option wins.
+        if let (true, Some(base)) = (endpoint.is_empty(), set("AZURE_BASE_URL")) {
+            let base = base.trim().trim_start_matches('.').trim_end_matches('/');
+            s.endpoint = format!("https://{account}.blob.{base}");
+        }
         s.connect_timeout = *connect_timeout;
         s.timeout = *timeout;
         s.request_timeout = *request_timeout;
@@ -999,6 +1006,30 @@ mod tests {
         assert_eq!(
             s.credential,
             Credential::Sas(Secret::Value("sv=1&sig=x".into()))
+        );
+        // AZURE_BASE_URL (ChartMuseum's) names the cloud when no endpoint is set.
+        let argv: Vec<String> = [
+            "--storage=microsoft",
+            "--storage-microsoft-container=charts",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let china = |k: &str| match k {
+            "AZURE_STORAGE_ACCOUNT" => Some("acct".to_string()),
+            "AZURE_STORAGE_ACCESS_KEY" => Some("a2V5".to_string()),
+            "AZURE_BASE_URL" => Some("core.chinacloudapi.cn".to_string()),
+            _ => None,
+        };
+        let plain = crate::config::parse_args(&argv).unwrap();
+        let cfg = crate::config::load(&plain, &china, None).unwrap();
+        let s = AzureSettings::from_config(&cfg.storage).unwrap();
+        assert_eq!(s.endpoint, "https://acct.blob.core.chinacloudapi.cn");
+        let cfg = crate::config::load(&args, &china, None).unwrap();
+        let s = AzureSettings::from_config(&cfg.storage).unwrap();
+        assert_eq!(
+            s.endpoint, "http://127.0.0.1:10000/devstoreaccount1",
+            "the option wins"
         );
         let no_creds = crate::config::load(&args, &|_| None, None).unwrap();
         let e = AzureSettings::from_config(&no_creds.storage)
