@@ -149,6 +149,14 @@ fn check_secret_files(cfg: &config::Config) -> Result<(), config::ConfigError> {
         config::StorageConfig::Amazon {
             secret_key_file, ..
         } => vec![("storage.amazon.secretkeyfile", secret_key_file.as_str())],
+        config::StorageConfig::Microsoft {
+            access_key_file,
+            sas_token_file,
+            ..
+        } => vec![
+            ("storage.microsoft.accesskeyfile", access_key_file.as_str()),
+            ("storage.microsoft.sastokenfile", sas_token_file.as_str()),
+        ],
     };
     for (key, path) in files {
         if !path.is_empty() {

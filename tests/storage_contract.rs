@@ -1,9 +1,11 @@
 //! The contract every storage backend keeps, written once and run for each backend: local
 //! storage (one test per case), OpenStack Swift (a real one-node Swift from
-//! `tests/swift/swift-harness.sh`) and S3 (a real SeaweedFS from `tests/s3/harness.rs`); on
-//! Swift and S3 all cases run in one test, against one server, each case under its own object
+//! `tests/swift/swift-harness.sh`), S3 (a real SeaweedFS from `tests/s3/harness.rs`) and Azure
+//! Blob (Azurite, `tests/azure/harness.rs`); on Swift, S3 and Azure all cases run in one test, against one server, each case under its own object
 //! prefix. Listing pages are 5 names long there, so paging is exercised.
 
+#[path = "azure/harness.rs"]
+mod azure_harness;
 #[path = "s3/harness.rs"]
 mod s3_harness;
 #[path = "swift/harness.rs"]
@@ -12,6 +14,7 @@ mod swift_harness;
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
+use azure_harness::AzureHarness;
 use bytes::Bytes;
 use chartroom::storage::{LocalStorage, ObjectMeta, Storage, StorageError};
 use futures_util::StreamExt;
@@ -75,6 +78,22 @@ fn s3_backend(h: &S3Harness) -> Backend {
             s.prefix = format!("contract/{unique}");
             s.page_size = 5;
             Arc::new(chartroom::storage::s3::S3Storage::new(s).unwrap())
+        }),
+        _keep: None,
+    }
+}
+
+fn azure_backend(h: &AzureHarness) -> Backend {
+    let base = h.settings("");
+    Backend {
+        name: "azure",
+        // Put Blob with `If-None-Match: *` is atomic on Azure and on Azurite.
+        strict_create: true,
+        make: Box::new(move |unique| {
+            let mut s = base.clone();
+            s.prefix = format!("contract/{unique}");
+            s.page_size = 5;
+            Arc::new(chartroom::storage::azure::AzureStorage::new(s).unwrap())
         }),
         _keep: None,
     }
@@ -348,7 +367,15 @@ async fn listing_shows_every_name_an_upload_accepts(be: &Backend) {
         "trail -1.0.0.tgz",
         "p-1.0.0.tgz.prov",
     ];
+    // Azure lists names XML cannot carry (U+FFFE, U+FFFF) only in its own encoding: the
+    // backend refuses them at upload instead, so that no upload is accepted and then lost.
+    let refused = |n: &str| be.name == "azure" && n.contains(['\u{fffe}', '\u{ffff}']);
     for n in odd {
+        if refused(n) {
+            let e = s.put_if_absent(n, b(n)).await.unwrap_err();
+            assert!(matches!(e, StorageError::InvalidPath(_)), "{n:?}: {e}");
+            continue;
+        }
         let m = s
             .put_if_absent(n, b(n))
             .await
@@ -356,7 +383,7 @@ async fn listing_shows_every_name_an_upload_accepts(be: &Backend) {
         assert_eq!(m.name, n);
     }
     let listed = s.list("").await.unwrap();
-    let mut want: Vec<&str> = odd.to_vec();
+    let mut want: Vec<&str> = odd.iter().copied().filter(|n| !refused(n)).collect();
     want.sort();
     assert_eq!(names(&listed), want, "{}", be.name);
     for n in want {
@@ -437,6 +464,7 @@ async fn describe_names_the_backend(be: &Backend) {
     let want = match be.name {
         "swift" => "openstack:",
         "s3" => "amazon:",
+        "azure" => "microsoft:",
         _ => "local:",
     };
     assert!(d.starts_with(want), "{d}");
@@ -483,6 +511,22 @@ macro_rules! contract {
                 let t = std::time::Instant::now();
                 $case(&be).await;
                 eprintln!("s3: {} ok ({:.2} s)", stringify!($case), t.elapsed().as_secs_f64());
+            )*
+        }
+
+        /// Every case against Azurite (each case in its own prefix).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn azure_backend_keeps_the_contract() {
+            if !azure_harness::available() {
+                return;
+            }
+            let h = AzureHarness::start().await;
+            eprintln!("azurite started in {:.1} s", h.start_time.as_secs_f64());
+            let be = azure_backend(&h);
+            $(
+                let t = std::time::Instant::now();
+                $case(&be).await;
+                eprintln!("azure: {} ok ({:.2} s)", stringify!($case), t.elapsed().as_secs_f64());
             )*
         }
     };

@@ -9,6 +9,7 @@ use std::time::Duration;
 pub mod cli;
 pub mod env_names;
 pub mod example;
+pub mod s3_providers;
 pub mod schema;
 
 use schema::{KEYS, Key, Kind, Support};
@@ -122,6 +123,9 @@ pub enum StorageConfig {
         env: CapturedEnv,
     },
     Amazon {
+        /// `amazon`, or the S3-compatible cloud whose keys configured it (`alibaba`,
+        /// `tencent`, `baidu`, `oracle`; see [`s3_providers`]).
+        provider: String,
         bucket: String,
         prefix: String,
         /// The option, else `AWS_REGION`, `AWS_DEFAULT_REGION`, or `us-east-1` with an endpoint.
@@ -136,6 +140,20 @@ pub enum StorageConfig {
         request_timeout: Duration,
         retries: u32,
         /// The `AWS_*` variables of the environment the configuration was loaded in.
+        env: CapturedEnv,
+    },
+    Microsoft {
+        container: String,
+        prefix: String,
+        endpoint: String,
+        access_key_file: String,
+        sas_token_file: String,
+        connect_timeout: Duration,
+        timeout: Duration,
+        /// `storage.requesttimeout`: one call, all its tries included.
+        request_timeout: Duration,
+        retries: u32,
+        /// The `AZURE_STORAGE_*` variables of the environment the configuration was loaded in.
         env: CapturedEnv,
     },
 }
@@ -731,6 +749,7 @@ impl Values {
                 ConfigError::Invalid("Missing required flags(s): --storage-amazon-region".into())
             })?;
         Ok(StorageConfig::Amazon {
+            provider: "amazon".into(),
             bucket,
             prefix: self.string("storage.amazon.prefix")?,
             region,
@@ -743,6 +762,110 @@ impl Values {
             request_timeout: self.nonzero_duration("storage.requesttimeout")?,
             retries: self.small_int("storage.amazon.retries", 10)?,
             env,
+        })
+    }
+
+    /// An S3-compatible cloud configured with ChartMuseum's keys for it
+    /// (`storage.<provider>.*`), as the S3 backend: the provider's S3 endpoint, region and
+    /// addressing style, its credential variables read as the S3 ones. The S3 backend's own
+    /// `storage.amazon.secretkeyfile`, timeouts and retries apply.
+    fn s3_compatible(
+        &mut self,
+        p: s3_providers::Provider,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<StorageConfig, ConfigError> {
+        let name = p.name;
+        let key = |field: &str| -> Result<&'static str, ConfigError> {
+            schema::find(&format!("storage.{name}.{field}"))
+                .map(|k| k.key)
+                .ok_or_else(|| ConfigError::Invalid(format!("no key storage.{name}.{field}")))
+        };
+        let bucket = self.string(key("bucket")?)?;
+        if bucket.is_empty() {
+            return Err(ConfigError::Invalid(format!(
+                "Missing required flags(s): --storage-{name}-bucket"
+            )));
+        }
+        let (target, sse) = if p == s3_providers::ORACLE {
+            let t = s3_providers::oracle(
+                &self.string("storage.oracle.namespace")?,
+                &self.string("storage.oracle.region")?,
+                &self.string("storage.oracle.endpoint")?,
+            )
+            .map_err(ConfigError::Invalid)?;
+            (t, String::new())
+        } else {
+            let t = s3_providers::map_endpoint(p, &self.string(key("endpoint")?)?);
+            let sse = if p == s3_providers::ALIBABA {
+                match self.string("storage.alibaba.sse")?.as_str() {
+                    "KMS" => "aws:kms".to_string(),
+                    other => other.to_string(),
+                }
+            } else {
+                String::new()
+            };
+            (t, sse)
+        };
+        let secret_key_file = self.string("storage.amazon.secretkeyfile")?;
+        let [id_var, secret_var] = p.credentials;
+        let set = |k: &str| env(k).filter(|v| !v.is_empty());
+        if set(id_var).is_none() || (set(secret_var).is_none() && secret_key_file.is_empty()) {
+            return Err(ConfigError::Invalid(format!(
+                "no credentials for storage.backend {name}: set {id_var} and {secret_var}"
+            )));
+        }
+        // The provider's variables, read by the S3 backend under the S3 names.
+        let mapped = |k: &str| match k {
+            "AWS_ACCESS_KEY_ID" => set(id_var),
+            "AWS_SECRET_ACCESS_KEY" => set(secret_var),
+            "AWS_CA_BUNDLE" => set("AWS_CA_BUNDLE"),
+            _ => None,
+        };
+        Ok(StorageConfig::Amazon {
+            provider: name.to_string(),
+            bucket,
+            prefix: self.string(key("prefix")?)?,
+            region: target.region,
+            endpoint: target.endpoint,
+            sse,
+            force_path_style: target.path_style,
+            secret_key_file,
+            connect_timeout: self.nonzero_duration("storage.amazon.connecttimeout")?,
+            timeout: self.nonzero_duration("storage.amazon.timeout")?,
+            request_timeout: self.nonzero_duration("storage.requesttimeout")?,
+            retries: self.small_int("storage.amazon.retries", 10)?,
+            env: CapturedEnv::capture(env_names::S3, &mapped),
+        })
+    }
+
+    fn microsoft(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<StorageConfig, ConfigError> {
+        let container = self.string("storage.microsoft.container")?;
+        if container.is_empty() {
+            return Err(ConfigError::Invalid(
+                "Missing required flags(s): --storage-microsoft-container".into(),
+            ));
+        }
+        let access_key_file = self.string("storage.microsoft.accesskeyfile")?;
+        let sas_token_file = self.string("storage.microsoft.sastokenfile")?;
+        if !access_key_file.is_empty() && !sas_token_file.is_empty() {
+            return Err(ConfigError::Invalid(
+                "storage.microsoft.accesskeyfile and storage.microsoft.sastokenfile are both set: set one".into(),
+            ));
+        }
+        Ok(StorageConfig::Microsoft {
+            container,
+            prefix: self.string("storage.microsoft.prefix")?,
+            endpoint: self.string("storage.microsoft.endpoint")?,
+            access_key_file,
+            sas_token_file,
+            connect_timeout: self.nonzero_duration("storage.microsoft.connecttimeout")?,
+            timeout: self.nonzero_duration("storage.microsoft.timeout")?,
+            request_timeout: self.nonzero_duration("storage.requesttimeout")?,
+            retries: self.small_int("storage.microsoft.retries", 10)?,
+            env: CapturedEnv::capture(env_names::AZURE, env),
         })
     }
 
@@ -804,6 +927,11 @@ impl Values {
                 }
             }
             "amazon" => self.amazon(env)?,
+            "microsoft" => self.microsoft(env)?,
+            "alibaba" => self.s3_compatible(s3_providers::ALIBABA, env)?,
+            "tencent" => self.s3_compatible(s3_providers::TENCENT, env)?,
+            "baidu" => self.s3_compatible(s3_providers::BAIDU, env)?,
+            "oracle" => self.s3_compatible(s3_providers::ORACLE, env)?,
             "" => {
                 return Err(ConfigError::Invalid(
                     "Missing required flags(s): --storage".into(),
@@ -811,7 +939,7 @@ impl Values {
             }
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "Unsupported storage backend: {other} (storage.backend: chartroom supports local, openstack and amazon)"
+                    "Unsupported storage backend: {other} (storage.backend: chartroom supports local, openstack, amazon, microsoft, alibaba, tencent, baidu and oracle)"
                 )));
             }
         };

@@ -23,6 +23,7 @@ use crate::api::{App, HttpSettings, repo_settings};
 use crate::config::{self, Args, Config, ConfigError, StorageConfig};
 use crate::log;
 use crate::repository::Registry;
+use crate::storage::azure::AzureStorage;
 use crate::storage::s3::S3Storage;
 use crate::storage::swift::SwiftStorage;
 use crate::storage::{LocalStorage, Storage, StorageError};
@@ -55,6 +56,7 @@ pub fn build_storage(cfg: &Config) -> Result<Arc<dyn Storage>, StorageError> {
         StorageConfig::Local { rootdir } => Ok(Arc::new(LocalStorage::new(rootdir)?)),
         StorageConfig::OpenStack { .. } => Ok(Arc::new(SwiftStorage::from_config(&cfg.storage)?)),
         StorageConfig::Amazon { .. } => Ok(Arc::new(S3Storage::from_config(&cfg.storage)?)),
+        StorageConfig::Microsoft { .. } => Ok(Arc::new(AzureStorage::from_config(&cfg.storage)?)),
     }
 }
 
@@ -548,12 +550,27 @@ fn describe_storage(cfg: &Config) -> String {
     match &cfg.storage {
         StorageConfig::Local { rootdir } => format!("local:{}", rootdir.display()),
         StorageConfig::OpenStack { container, .. } => format!("openstack:{container}"),
-        StorageConfig::Amazon { bucket, prefix, .. } => {
+        StorageConfig::Amazon {
+            provider,
+            bucket,
+            prefix,
+            ..
+        } => {
             let prefix = prefix.trim_matches('/');
             if prefix.is_empty() {
-                format!("amazon:{bucket}")
+                format!("{provider}:{bucket}")
             } else {
-                format!("amazon:{bucket}/{prefix}")
+                format!("{provider}:{bucket}/{prefix}")
+            }
+        }
+        StorageConfig::Microsoft {
+            container, prefix, ..
+        } => {
+            let prefix = prefix.trim_matches('/');
+            if prefix.is_empty() {
+                format!("microsoft:{container}")
+            } else {
+                format!("microsoft:{container}/{prefix}")
             }
         }
     }

@@ -9,6 +9,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures_util::Stream;
 
+pub mod azure;
 pub mod local;
 mod remote;
 pub mod s3;

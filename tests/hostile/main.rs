@@ -6,6 +6,7 @@
 mod common;
 
 mod auth;
+mod azure;
 mod bearer;
 mod memory;
 mod ops;

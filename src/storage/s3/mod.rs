@@ -76,6 +76,9 @@ use crate::config::StorageConfig;
 /// configuration, tests set it directly.
 #[derive(Debug, Clone)]
 pub struct S3Settings {
+    /// `amazon`, or the S3-compatible cloud it was configured as (`alibaba`, ...): names the
+    /// storage in `describe`.
+    pub provider: String,
     pub bucket: String,
     /// Key prefix inside the bucket (leading, trailing and doubled `/` dropped).
     pub prefix: String,
@@ -109,6 +112,7 @@ pub struct S3Settings {
 impl S3Settings {
     pub fn new(bucket: &str, region: &str, access_key: &str, secret_key: Secret) -> S3Settings {
         S3Settings {
+            provider: "amazon".into(),
             bucket: bucket.to_string(),
             prefix: String::new(),
             region: region.to_string(),
@@ -134,6 +138,7 @@ impl S3Settings {
     /// key possibly from `secretkeyfile`.
     pub fn from_config(cfg: &StorageConfig) -> Result<S3Settings> {
         let StorageConfig::Amazon {
+            provider,
             bucket,
             prefix,
             region,
@@ -161,6 +166,7 @@ impl S3Settings {
                 )
             })?;
         let mut s = S3Settings::new(bucket, region, &access_key, secret_key);
+        s.provider = provider.clone();
         s.prefix = prefix.clone();
         s.endpoint = endpoint.clone();
         s.path_style = *force_path_style;
@@ -854,7 +860,7 @@ fn url_decode(s: &str) -> Option<String> {
 #[async_trait]
 impl Storage for S3Storage {
     fn describe(&self) -> String {
-        let mut d = format!("amazon:{}", self.s.bucket);
+        let mut d = format!("{}:{}", self.s.provider, self.s.bucket);
         if !self.s.prefix.is_empty() {
             d.push('/');
             d.push_str(&self.s.prefix);
