@@ -246,7 +246,7 @@ def test_service_started_on_its_own(ct):
         since = ct.run("date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
         ct.run("systemctl", "start", "chartroom.service")
         assert ct.curl("http://127.0.0.1:8080/health")[0] == 200
-        assert "listening on=tcp:127.0.0.1:8080 storage" in ct.journal("--since", since)
+        assert "listening on=tcp:127.0.0.1:8080 scheme=http storage" in ct.journal("--since", since)
         ct.run("systemctl", "stop", "chartroom.service")
     finally:
         ct.run("systemctl", "unmask", "--runtime", "chartroom.socket")
@@ -259,6 +259,34 @@ def test_service_started_on_its_own(ct):
     svc = ct.show("chartroom.service", "StatusText", "Result")
     assert svc["StatusText"].startswith("serving "), svc
     reset(ct)
+
+
+def test_https_with_key_files_readable_by_the_group_only(ct):
+    """TLS key material as README.Debian says to install it (root:chartroom, mode 0640) is
+    readable by the sandboxed service (User=chartroom, PrivateUsers=yes), over the socket
+    systemd passes in."""
+    reset(ct)
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+         "-nodes", "-keyout", str(ct.etc / "server.key"), "-out", str(ct.etc / "server.pem"),
+         "-days", "2", "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"],
+        check=True, capture_output=True)
+    ct.run("chown", "root:chartroom", "/etc/chartroom/server.key", "/etc/chartroom/server.pem")
+    ct.run("chmod", "0640", "/etc/chartroom/server.key", "/etc/chartroom/server.pem")
+    (ct.etc / "chartroom.yaml").write_text(
+        CONFIG + "tls:\n  cert: /etc/chartroom/server.pem\n  key: /etc/chartroom/server.key\n")
+    try:
+        since = ct.run("date", "+%Y-%m-%d %H:%M:%S").stdout.strip()
+        ct.run("systemctl", "start", "chartroom.socket")
+        code, body = ct.curl("--cacert", "/etc/chartroom/server.pem", "https://127.0.0.1:8080/health")
+        assert code == 200, (body, ct.journal("--since", since))
+        assert ct.curl("http://127.0.0.1:8080/health")[0] == 400  # plain HTTP to the TLS port
+        svc = ct.show("chartroom.service", "ActiveState", "User")
+        assert svc == {"ActiveState": "active", "User": "chartroom"}, svc
+    finally:
+        reset(ct)
+        for name in ("server.key", "server.pem"):
+            (ct.etc / name).unlink(missing_ok=True)
 
 
 def test_security_of_the_running_unit(ct):
