@@ -14,6 +14,7 @@ pub mod config;
 pub mod daemon;
 pub mod index;
 pub mod keylock;
+pub mod publish;
 pub mod repository;
 pub mod storage;
 pub mod tar_reader;
