@@ -141,70 +141,85 @@ impl Client {
         }
     }
 
+    /// Runs a future of this client to its end.
+    pub fn block_on<F: std::future::Future>(&self, f: F) -> F::Output {
+        self.runtime.block_on(f)
+    }
+
     /// One `GET /api/<repo>/charts`.
     pub fn list(&self, repo: &str) -> Result<Listing, RepoError> {
+        self.block_on(self.list_async(repo))
+    }
+
+    async fn list_async(&self, repo: &str) -> Result<Listing, RepoError> {
         let url = self.charts_url(repo);
-        self.runtime.block_on(async {
-            let req_err = |e: reqwest::Error| RepoError::Request {
+        let req_err = |e: reqwest::Error| RepoError::Request {
+            method: "GET",
+            url: url.clone(),
+            error: error_chain(&e),
+        };
+        let resp = self
+            .request(reqwest::Method::GET, &url)
+            .send()
+            .await
+            .map_err(req_err)?;
+        let status = resp.status().as_u16();
+        if status != 200 {
+            return Err(RepoError::Status {
                 method: "GET",
                 url: url.clone(),
-                error: error_chain(&e),
-            };
-            let resp = self
-                .request(reqwest::Method::GET, &url)
-                .send()
-                .await
-                .map_err(req_err)?;
-            let status = resp.status().as_u16();
-            if status != 200 {
-                return Err(RepoError::Status {
-                    method: "GET",
-                    url: url.clone(),
-                    status,
-                    message: error_message(resp).await,
-                });
-            }
-            let body = read_bounded(resp, MAX_LISTING_BYTES)
-                .await
-                .map_err(req_err)?
-                .ok_or_else(|| RepoError::TooLarge {
-                    url: url.clone(),
-                    limit: MAX_LISTING_BYTES,
-                })?;
-            listing::parse(&body).map_err(|error| RepoError::BadListing {
+                status,
+                message: error_message(resp).await,
+            });
+        }
+        let body = read_bounded(resp, MAX_LISTING_BYTES)
+            .await
+            .map_err(req_err)?
+            .ok_or_else(|| RepoError::TooLarge {
                 url: url.clone(),
-                error,
-            })
+                limit: MAX_LISTING_BYTES,
+            })?;
+        listing::parse(&body).map_err(|error| RepoError::BadListing {
+            url: url.clone(),
+            error,
         })
     }
 
     /// One `POST /api/<repo>/charts`, the package as multipart field `chart`.
     pub fn upload(&self, repo: &str, file_name: &str, bytes: &[u8]) -> Result<Uploaded, RepoError> {
+        self.block_on(self.upload_async(repo, file_name, bytes))
+    }
+
+    /// [`Client::upload`], for several uploads in flight at once (see [`Client::block_on`]).
+    pub async fn upload_async(
+        &self,
+        repo: &str,
+        file_name: &str,
+        bytes: &[u8],
+    ) -> Result<Uploaded, RepoError> {
         let url = self.charts_url(repo);
         let (content_type, body) = multipart(file_name, bytes);
-        self.runtime.block_on(async {
-            let resp = self
-                .request(reqwest::Method::POST, &url)
-                .header(reqwest::header::CONTENT_TYPE, content_type)
-                .body(body)
-                .send()
-                .await
-                .map_err(|e| RepoError::Request {
-                    method: "POST",
-                    url: url.clone(),
-                    error: error_chain(&e),
-                })?;
-            match resp.status().as_u16() {
-                201 => Ok(Uploaded::Saved),
-                409 => Ok(Uploaded::AlreadyThere),
-                status => Err(RepoError::Status {
-                    method: "POST",
-                    url: url.clone(),
-                    status,
-                    message: error_message(resp).await,
-                }),
-            }
-        })
+        let resp = self
+            .request(reqwest::Method::POST, &url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| RepoError::Request {
+                method: "POST",
+                url: url.clone(),
+                error: error_chain(&e),
+            })?;
+        match resp.status().as_u16() {
+            201 => Ok(Uploaded::Saved),
+            409 => Ok(Uploaded::AlreadyThere),
+            status => Err(RepoError::Status {
+                method: "POST",
+                url: url.clone(),
+                status,
+                message: error_message(resp).await,
+            }),
+        }
     }
 }
 

@@ -29,6 +29,8 @@ use package::{PackageOptions, package_chart};
 
 /// Largest package file `upload` reads.
 const MAX_TGZ_BYTES: u64 = 1024 * 1024 * 1024;
+/// Uploads of one walk in flight at once (packaging goes on meanwhile).
+pub const UPLOADS_AT_ONCE: usize = 4;
 
 /// What to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -198,6 +200,19 @@ fn walk_and_push(opts: &Options, client: &Client, root: &Path, rep: &Reporter, s
         sum.fail(Failure::Other);
     }
     sum.found = found.charts.len();
+    // Symlinked Chart.yaml files must stay inside PATH, as the packager's symlinks must.
+    let inside = if opts.allow_outside_symlinks {
+        None
+    } else {
+        match root.canonicalize() {
+            Ok(r) => Some(r),
+            Err(e) => {
+                rep.error(&format!("{}: {e}", show_path(root)));
+                sum.fail(Failure::Other);
+                return;
+            }
+        }
+    };
     let started = std::time::Instant::now();
     let listing = match client.list(&opts.repository) {
         Ok(l) => l,
@@ -215,9 +230,10 @@ fn walk_and_push(opts: &Options, client: &Client, root: &Path, rep: &Reporter, s
         started.elapsed().as_millis()
     ));
     // name+version -> the first directory that has it in this run
+    let mut new = Vec::new();
     let mut seen: HashMap<(String, String), PathBuf> = HashMap::new();
     for dir in &found.charts {
-        let md = match walk::read_chart_yaml(dir) {
+        let md = match walk::read_chart_yaml(dir, inside.as_deref()) {
             Ok(md) => md,
             Err(e) => {
                 rep.error(&format!("{}: {e}", show_path(dir)));
@@ -248,8 +264,66 @@ fn walk_and_push(opts: &Options, client: &Client, root: &Path, rep: &Reporter, s
             continue;
         }
         seen.insert(key, dir.clone());
-        push(opts, client, dir, root, rep, sum);
+        new.push(dir.clone());
     }
+    push_all(opts, client, &new, root, rep, sum);
+}
+
+/// Packages `dirs` in order and uploads them, [`UPLOADS_AT_ONCE`] uploads in flight.
+fn push_all(
+    opts: &Options,
+    client: &Client,
+    dirs: &[PathBuf],
+    walk_root: &Path,
+    rep: &Reporter,
+    sum: &mut Summary,
+) {
+    use futures_util::StreamExt;
+    let popts = PackageOptions {
+        walk_root: walk_root.to_path_buf(),
+        allow_outside_symlinks: opts.allow_outside_symlinks,
+        mtime: None,
+    };
+    let popts = &popts;
+    client.block_on(async {
+        let mut results = futures_util::stream::iter(dirs.iter().map(|dir| async move {
+            // Packaging runs on this thread, between the polls of the uploads in flight.
+            let started = std::time::Instant::now();
+            let pkg = package_chart(dir, popts)?;
+            let took = started.elapsed();
+            let uploaded = if opts.dry_run {
+                None
+            } else {
+                Some(
+                    client
+                        .upload_async(&opts.repository, &pkg.file_name, &pkg.bytes)
+                        .await,
+                )
+            };
+            Ok::<_, package::PackageError>((pkg, took, uploaded))
+        }))
+        .buffered(UPLOADS_AT_ONCE);
+        let mut dirs = dirs.iter();
+        while let Some(result) = results.next().await {
+            // (buffered: results come in the order of `dirs`)
+            let from = dirs.next().map(|d| show_path(d)).unwrap_or_default();
+            match result {
+                Err(e) => {
+                    rep.error(&format!("{from}: cannot package: {e}"));
+                    sum.fail(Failure::RepositoryOrChart);
+                }
+                Ok((pkg, took, uploaded)) => {
+                    rep.debug(&format!(
+                        "packaged {} ({} bytes, {} ms) from {from}",
+                        show(&pkg.file_name),
+                        pkg.bytes.len(),
+                        took.as_millis(),
+                    ));
+                    report_upload(&pkg.file_name, pkg.bytes.len(), &from, uploaded, rep, sum);
+                }
+            }
+        }
+    });
 }
 
 /// Packages `dir` and uploads it.
@@ -340,25 +414,38 @@ fn send(
     rep: &Reporter,
     sum: &mut Summary,
 ) {
+    let uploaded = if opts.dry_run {
+        None
+    } else {
+        Some(client.upload(&opts.repository, file_name, bytes))
+    };
+    report_upload(file_name, bytes.len(), from, uploaded, rep, sum);
+}
+
+/// Counts and reports an upload; `None`: a dry run.
+fn report_upload(
+    file_name: &str,
+    size: usize,
+    from: &str,
+    uploaded: Option<Result<Uploaded, client::RepoError>>,
+    rep: &Reporter,
+    sum: &mut Summary,
+) {
     let name = show(file_name);
-    if opts.dry_run {
-        sum.would_upload += 1;
-        rep.info(&format!(
-            "would upload {name} ({} bytes) from {from}",
-            bytes.len()
-        ));
-        return;
-    }
-    match client.upload(&opts.repository, file_name, bytes) {
-        Ok(Uploaded::Saved) => {
+    match uploaded {
+        None => {
+            sum.would_upload += 1;
+            rep.info(&format!("would upload {name} ({size} bytes) from {from}"));
+        }
+        Some(Ok(Uploaded::Saved)) => {
             sum.uploaded += 1;
             rep.info(&format!("uploaded {name} from {from}"));
         }
-        Ok(Uploaded::AlreadyThere) => {
+        Some(Ok(Uploaded::AlreadyThere)) => {
             sum.present += 1;
             rep.info(&format!("{name} already present (409) from {from}"));
         }
-        Err(e) => {
+        Some(Err(e)) => {
             rep.error(&format!("{name} from {from}: {e}"));
             sum.fail(Failure::RepositoryOrChart);
         }

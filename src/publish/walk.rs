@@ -65,14 +65,34 @@ pub enum ChartYamlError {
     Io(#[from] std::io::Error),
     #[error("Chart.yaml is larger than {MAX_CHART_YAML} bytes")]
     TooLarge,
+    #[error("Chart.yaml is not a regular file")]
+    NotAFile,
+    #[error(
+        "Chart.yaml is a symlink that resolves outside {root} (refused; \
+         --allow-outside-symlinks allows it)"
+    )]
+    Outside { root: String },
     #[error("{0}")]
     Invalid(#[from] ChartError),
 }
 
-/// `Chart.yaml` of a chart directory, read and validated as the server reads it.
-pub fn read_chart_yaml(dir: &Path) -> Result<Metadata, ChartYamlError> {
+/// `Chart.yaml` of a chart directory, read and validated as the server reads it. With
+/// `inside`, a symlinked `Chart.yaml` must resolve inside that (canonical) directory. Only a
+/// regular file is opened (a symlink to a FIFO would block).
+pub fn read_chart_yaml(dir: &Path, inside: Option<&Path>) -> Result<Metadata, ChartYamlError> {
+    let path = dir.join("Chart.yaml");
+    if let Some(root) = inside {
+        if !path.canonicalize()?.starts_with(root) {
+            return Err(ChartYamlError::Outside {
+                root: root.display().to_string(),
+            });
+        }
+    }
+    if !std::fs::metadata(&path)?.is_file() {
+        return Err(ChartYamlError::NotAFile);
+    }
     let mut text = Vec::new();
-    std::fs::File::open(dir.join("Chart.yaml"))?
+    std::fs::File::open(&path)?
         .take(MAX_CHART_YAML + 1)
         .read_to_end(&mut text)?;
     if text.len() as u64 > MAX_CHART_YAML {
@@ -122,14 +142,39 @@ mod tests {
     fn chart_yaml_as_the_server_reads_it() {
         let d = tempfile::tempdir().unwrap();
         touch(&d.path().join("Chart.yaml"), "name: a\nversion: 1.0\n");
-        let md = read_chart_yaml(d.path()).unwrap();
+        let md = read_chart_yaml(d.path(), None).unwrap();
         assert_eq!((md.name.as_str(), md.version.as_str()), ("a", "1"));
         touch(&d.path().join("Chart.yaml"), "name: a\n");
-        assert!(read_chart_yaml(d.path()).is_err());
+        assert!(read_chart_yaml(d.path(), None).is_err());
         touch(&d.path().join("Chart.yaml"), &"#".repeat(2 << 20));
         assert!(matches!(
-            read_chart_yaml(d.path()),
+            read_chart_yaml(d.path(), None),
             Err(ChartYamlError::TooLarge)
+        ));
+    }
+
+    #[test]
+    fn chart_yaml_symlinks_out_of_the_walk_and_fifos_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let outside = d.path().join("outside");
+        touch(&outside.join("Chart.yaml"), "name: o\nversion: 1.0.0\n");
+        let root = d.path().join("root");
+        std::fs::create_dir_all(root.join("c")).unwrap();
+        std::os::unix::fs::symlink(outside.join("Chart.yaml"), root.join("c/Chart.yaml")).unwrap();
+        let canon = root.canonicalize().unwrap();
+        assert!(matches!(
+            read_chart_yaml(&root.join("c"), Some(&canon)),
+            Err(ChartYamlError::Outside { .. })
+        ));
+        assert_eq!(read_chart_yaml(&root.join("c"), None).unwrap().name, "o");
+        // A FIFO is refused without being opened (opening it would block).
+        let fifo = root.join("f");
+        std::fs::create_dir_all(&fifo).unwrap();
+        let c = std::ffi::CString::new(fifo.join("Chart.yaml").to_str().unwrap()).unwrap();
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        assert!(matches!(
+            read_chart_yaml(&fifo, Some(&canon)),
+            Err(ChartYamlError::NotAFile)
         ));
     }
 }
