@@ -109,7 +109,9 @@ impl Client {
             .enable_all()
             .build()
             .map_err(|e| RepoError::Client(e.to_string()))?;
-        let auth = match (&opts.user, &opts.password) {
+        // Empty values count as absent (an empty HELM_REPO_USERNAME sends no credentials).
+        let given = |v: &Option<String>| v.clone().filter(|s| !s.is_empty());
+        let auth = match (given(&opts.user), given(&opts.password)) {
             (None, None) => None,
             (u, p) => Some((u.clone().unwrap_or_default(), p.clone().unwrap_or_default())),
         };
