@@ -6,6 +6,12 @@ use chartroom::config::{self, Command};
 use chartroom::daemon;
 
 fn main() -> ExitCode {
+    // `chartroom publish ...` is a client with a command line of its own (helm-chartctl's);
+    // its paths may be any bytes.
+    let raw: Vec<std::ffi::OsString> = std::env::args_os().skip(1).collect();
+    if raw.first().is_some_and(|a| a == "publish") {
+        return ExitCode::from(chartroom::publish::cli::main(&raw[1..]));
+    }
     match run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

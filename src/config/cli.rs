@@ -198,6 +198,7 @@ pub fn command() -> clap::Command {
                         .value_parser(clap::builder::PossibleValuesParser::new(SHELLS)),
                 ),
         )
+        .subcommand(crate::publish::cli::command())
         .subcommand(
             clap::Command::new("help")
                 .about("Print this help, or describe one configuration key")
@@ -226,7 +227,11 @@ fn normalize(args: &[String]) -> Result<Vec<String>, ConfigError> {
     while i < args.len() {
         let arg = &args[i];
         i += 1;
-        if arg == "--" {
+        if arg == "--" || arg == "publish" {
+            // (publish's own options are not server options)
+            if arg == "publish" {
+                out.push(arg.clone());
+            }
             out.extend(args[i..].iter().cloned());
             break;
         }
@@ -410,6 +415,12 @@ pub fn parse(args: &[String]) -> Result<Args, ConfigError> {
             "gen-man" => Command::GenManConfig,
             "completions" => {
                 Command::Completions(sub.get_one::<String>("shell").cloned().unwrap_or_default())
+            }
+            "publish" => {
+                return Err(ConfigError::Invalid(
+                    "publish must come first: chartroom publish [OPTIONS] ACTION PATH REPOSITORY"
+                        .into(),
+                ));
             }
             "help" => match sub.get_one::<String>("key") {
                 Some(key) => Command::HelpKey(key.clone()),

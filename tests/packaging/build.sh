@@ -302,9 +302,24 @@ check "prerm: stops the socket, then the service, on remove (not on upgrade)" sh
 	a=\$(grep -n \"deb-systemd-invoke stop 'chartroom.socket'\" '$ms/prerm' | cut -d: -f1)
 	b=\$(grep -n \"deb-systemd-invoke stop 'chartroom.service'\" '$ms/prerm' | cut -d: -f1)
 	[ -n \"\$a\" ] && [ -n \"\$b\" ] && [ \"\$a\" -lt \"\$b\" ] &&
-	[ \$(grep -c '\"\$1\" = remove' '$ms/prerm') -eq 2 ]"
+	[ \$(grep -c '\"\$1\" = remove' '$ms/prerm') -eq 3 ]"  # (3: + chartroom-publish.timer)
 check "postrm purge: keeps charts (no rm -r of /var/lib/chartroom)" sh -c "
 	grep -q 'chartroom-state.json' '$ms/postrm' && ! grep -Eq 'rm -[a-zA-Z]*r[a-zA-Z]* .*/var/lib/chartroom' '$ms/postrm'"
+
+# --- chartroom publish (issue 8): units installed, not enabled --------------------------
+check "chartroom-publish.service and .timer in /lib/systemd/system" sh -c "
+	test -f '$x/root/lib/systemd/system/chartroom-publish.service' &&
+	test -f '$x/root/lib/systemd/system/chartroom-publish.timer'"
+check "/etc/default/chartroom-publish, mode 0600, a conffile" sh -c "
+	test \"\$(stat -c %a '$x/root/etc/default/chartroom-publish')\" = 600 &&
+	grep -qx /etc/default/chartroom-publish '$x/control/conffiles'"
+# (dh_installsystemd --no-enable's snippet: enables only a unit the operator had enabled)
+check "postinst: the timer is not enabled at installation" \
+	grep -q "deb-systemd-helper debian-installed 'chartroom-publish.timer'" "$ms/postinst"
+check "prerm: stops chartroom-publish.timer on remove" \
+	grep -q "deb-systemd-invoke stop 'chartroom-publish.timer'" "$ms/prerm"
+check "man page chartroom-publish(8)" test -f "$x/root/usr/share/man/man8/chartroom-publish.8.gz"
+check "Recommends: git" sh -c "dpkg-deb -f '$deb' Recommends | grep -qw git"
 
 # --- a patch to a vendored crate, the documented way (gbp pq, refresh-vendor-checksums) -----
 patch_test() {

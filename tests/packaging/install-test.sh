@@ -28,7 +28,8 @@ WORK=$PKG_WORK/install-test
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
 # What the root needs besides the minimal base: chartroom's dependencies must be there
 # already, the container has no network for apt. Changing this list rebuilds the root.
-ROOT_PACKAGES="systemd,systemd-sysv,dbus,ca-certificates,curl,procps,iproute2"
+# (git: for chartroom publish's git pull, a Recommends of the package, and its test block)
+ROOT_PACKAGES="systemd,systemd-sysv,dbus,ca-certificates,curl,procps,iproute2,git"
 
 passed=0
 failed=0
@@ -370,5 +371,82 @@ ct rm -f /var/lib/chartroom/alpha-0.1.0.tgz
 ct apt-get purge -y -q chartroom > "$WORK/purge2.log" 2>&1
 check "purge with no charts left removes /var/lib/chartroom" ct test ! -e /var/lib/chartroom
 lap "purge" "$t"
+
+# --- chartroom publish (issue 8): the timer publishes new versions from a git checkout ---------
+# Its own block, on a fresh installation (the purge above removed the package): a bare git
+# repository stands in for the charts repository; the timer (a drop-in: every 5 s) runs
+# chartroom-publish.service, which pulls the checkout and walks it against the local
+# chartroom with basic auth on, as the site runs it.
+t=$(now)
+ct apt-get install -y -q "/srv/test/$debname" > "$WORK/publish-install.log" 2>&1
+check "publish: apt install again" test $? -eq 0 || tail -20 "$WORK/publish-install.log"
+check "publish: the timer is installed, not enabled, not running" \
+	test "$(ct systemctl is-enabled chartroom-publish.timer)/$(ct systemctl is-active chartroom-publish.timer)" = disabled/inactive
+check "publish: /etc/default/chartroom-publish is root's only (0600)" \
+	test "$(ct stat -c '%U %a' /etc/default/chartroom-publish)" = "root 600"
+ct sh -c 'printf "BASIC_AUTH_USER=publisher\nBASIC_AUTH_PASS=pub-secret\n" >> /etc/default/chartroom'
+check "publish: chartroom restarted with basic auth" ct systemctl restart chartroom
+publish_interval=5
+pubgit() { # SCRIPT: as the chartroom user (git refuses repositories of other users)
+	ct runuser -u chartroom -- env HOME=/var/lib/chartroom-publish GIT_AUTHOR_NAME=t \
+		GIT_AUTHOR_EMAIL=t@example.invalid GIT_COMMITTER_NAME=t \
+		GIT_COMMITTER_EMAIL=t@example.invalid sh -c "$1"
+}
+pubchart() { # VERSION: commit pubchart VERSION in the work tree, push it to the bare repository
+	pubgit "set -e; cd /var/lib/chartroom-publish/work
+		mkdir -p charts/pubchart/templates
+		printf 'apiVersion: v2\nname: pubchart\nversion: $1\n' > charts/pubchart/Chart.yaml
+		printf 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: pub\n' > charts/pubchart/templates/cm.yaml
+		git add -A && git commit -q -m 'pubchart $1' && git push -q origin HEAD:main"
+}
+ct install -d -o chartroom -g chartroom -m 0750 /var/lib/chartroom-publish /srv/charts.git
+check "publish: bare repository, work tree and checkout (git, as chartroom)" pubgit "set -e
+	git init -q --bare -b main /srv/charts.git
+	git init -q -b main /var/lib/chartroom-publish/work
+	git -C /var/lib/chartroom-publish/work remote add origin /srv/charts.git"
+pubchart 0.1.0
+pubgit "git clone -q -b main /srv/charts.git /var/lib/chartroom-publish/checkout"
+ct sh -c "printf '%s\n' CHARTROOM_PUBLISH_URL=http://127.0.0.1:8080 CHARTROOM_PUBLISH_REPOSITORY= \
+	CHARTROOM_PUBLISH_CHECKOUT=/var/lib/chartroom-publish/checkout \
+	CHARTROOM_PUBLISH_WALK=/var/lib/chartroom-publish/checkout/charts \
+	CHARTROOM_PUBLISH_GIT_PULL=yes HELM_REPO_USERNAME=publisher HELM_REPO_PASSWORD=pub-secret \
+	> /etc/default/chartroom-publish"
+ct mkdir -p /etc/systemd/system/chartroom-publish.timer.d
+# (an empty On...Sec= clears every timer of the unit, OnBootSec included: so first; then a
+# first run 1 s after the timer starts)
+ct sh -c "printf '[Timer]\nOnUnitInactiveSec=\nOnActiveSec=1s\nOnUnitInactiveSec=${publish_interval}s\nRandomizedDelaySec=\nRandomizedDelaySec=1s\n' \
+	> /etc/systemd/system/chartroom-publish.timer.d/interval.conf"
+ct systemctl daemon-reload
+check "publish: systemctl enable --now chartroom-publish.timer" \
+	ct systemctl enable --now chartroom-publish.timer
+index_has() { # VERSION: index.yaml lists pubchart VERSION
+	ct curl -fsS -m 5 -u publisher:pub-secret http://127.0.0.1:8080/index.yaml |
+		grep -A20 '^  pubchart:' | grep -q "version: $1\$"
+}
+check "publish: the first run publishes pubchart 0.1.0" until_ok 30 index_has 0.1.0
+pubchart 0.2.0
+check "publish: pubchart 0.2.0, committed to the bare repository, in index.yaml within two intervals" \
+	until_ok $((2 * publish_interval + 3)) index_has 0.2.0
+pulled() {
+	local a b
+	a=$(pubgit 'git -C /var/lib/chartroom-publish/checkout rev-parse HEAD')
+	b=$(pubgit 'git -C /srv/charts.git rev-parse main')
+	[ -n "$a" ] && [ "$a" = "$b" ]
+}
+check "publish: the checkout was pulled (git pull in ExecStartPre)" pulled
+sleep $((publish_interval + 3))   # a run after the upload: nothing new
+ct systemctl status --no-pager -n 20 chartroom-publish > "$WORK/publish-status.txt" 2>&1
+sed 's/^/    /' "$WORK/publish-status.txt" | tail -8
+check "publish: systemctl status chartroom-publish shows the summary line" \
+	grep -Eq '[0-9]+ charts found, [0-9]+ already present, [0-9]+ uploaded, 0 errors' "$WORK/publish-status.txt"
+check "publish: the journal has the upload of 0.2.0" sh -c "
+	nsenter -t $cpid -a journalctl -q -u chartroom-publish --no-pager | grep -q 'uploaded pubchart-0.2.0.tgz'"
+check "publish: the runs succeed (ran, exit status 0), as user chartroom" test \
+	"$(unit chartroom-publish Result)/$(unit chartroom-publish ExecMainStatus)/$(unit chartroom-publish User)/$(unit chartroom-publish ExecMainStartTimestampMonotonic | grep -c '^[1-9]')" \
+	= success/0/chartroom/1
+check "publish: each version stored once" \
+	test "$(ct sh -c 'ls /var/lib/chartroom/pubchart-*.tgz' | wc -l)" = 2
+ct systemctl disable --now chartroom-publish.timer > /dev/null 2>&1
+lap "publish timer" "$t"
 
 summary
