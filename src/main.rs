@@ -163,6 +163,16 @@ fn check_secret_files(cfg: &config::Config) -> Result<(), config::ConfigError> {
             ("storage.microsoft.accesskeyfile", access_key_file.as_str()),
             ("storage.microsoft.sastokenfile", sas_token_file.as_str()),
         ],
+        config::StorageConfig::Etcd {
+            cafile,
+            certfile,
+            keyfile,
+            ..
+        } => vec![
+            ("storage.etcd.cafile", cafile.as_str()),
+            ("storage.etcd.certfile", certfile.as_str()),
+            ("storage.etcd.keyfile", keyfile.as_str()),
+        ],
     };
     for (key, path) in files {
         if !path.is_empty() {

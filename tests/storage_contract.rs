@@ -1,11 +1,13 @@
 //! The contract every storage backend keeps, written once and run for each backend: local
 //! storage (one test per case), OpenStack Swift (a real one-node Swift from
 //! `tests/swift/swift-harness.sh`), S3 (a real SeaweedFS from `tests/s3/harness.rs`) and Azure
-//! Blob (Azurite, `tests/azure/harness.rs`); on Swift, S3 and Azure all cases run in one test, against one server, each case under its own object
+//! Blob (Azurite, `tests/azure/harness.rs`) and etcd (`tests/etcd/harness.rs`); on Swift, S3 and Azure all cases run in one test, against one server, each case under its own object
 //! prefix. Listing pages are 5 names long there, so paging is exercised.
 
 #[path = "azure/harness.rs"]
 mod azure_harness;
+#[path = "etcd/harness.rs"]
+mod etcd_harness;
 #[path = "s3/harness.rs"]
 mod s3_harness;
 #[path = "swift/harness.rs"]
@@ -17,6 +19,7 @@ use std::sync::Arc;
 use azure_harness::AzureHarness;
 use bytes::Bytes;
 use chartroom::storage::{LocalStorage, ObjectMeta, Storage, StorageError};
+use etcd_harness::EtcdHarness;
 use futures_util::StreamExt;
 use s3_harness::S3Harness;
 use swift_harness::SwiftHarness;
@@ -94,6 +97,22 @@ fn azure_backend(h: &AzureHarness) -> Backend {
             s.prefix = format!("contract/{unique}");
             s.page_size = 5;
             Arc::new(chartroom::storage::azure::AzureStorage::new(s).unwrap())
+        }),
+        _keep: None,
+    }
+}
+
+fn etcd_backend(h: &EtcdHarness) -> Backend {
+    let base = h.settings("");
+    Backend {
+        name: "etcd",
+        // A txn comparing the metadata key's create_revision with 0 is atomic.
+        strict_create: true,
+        make: Box::new(move |unique| {
+            let mut s = base.clone();
+            s.prefix = format!("contract/{unique}");
+            s.page_size = 5;
+            Arc::new(chartroom::storage::etcd::EtcdStorage::new(s).unwrap())
         }),
         _keep: None,
     }
@@ -465,6 +484,7 @@ async fn describe_names_the_backend(be: &Backend) {
         "swift" => "openstack:",
         "s3" => "amazon:",
         "azure" => "microsoft:",
+        "etcd" => "etcd:",
         _ => "local:",
     };
     assert!(d.starts_with(want), "{d}");
@@ -527,6 +547,22 @@ macro_rules! contract {
                 let t = std::time::Instant::now();
                 $case(&be).await;
                 eprintln!("azure: {} ok ({:.2} s)", stringify!($case), t.elapsed().as_secs_f64());
+            )*
+        }
+
+        /// Every case against a real etcd (each case in its own prefix).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn etcd_backend_keeps_the_contract() {
+            if !etcd_harness::available() {
+                return;
+            }
+            let h = EtcdHarness::start().await;
+            eprintln!("etcd started in {:.1} s", h.start_time.as_secs_f64());
+            let be = etcd_backend(&h);
+            $(
+                let t = std::time::Instant::now();
+                $case(&be).await;
+                eprintln!("etcd: {} ok ({:.2} s)", stringify!($case), t.elapsed().as_secs_f64());
             )*
         }
     };

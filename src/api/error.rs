@@ -58,6 +58,7 @@ impl ApiError {
                 StorageError::InvalidPath(_) => StatusCode::BAD_REQUEST,
                 StorageError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
                 StorageError::Io { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+                StorageError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             },
         }
     }
@@ -70,6 +71,7 @@ impl ApiError {
             ApiError::Storage(StorageError::AlreadyExists(_)) => "file already exists".into(),
             ApiError::Storage(StorageError::Io { .. }) => "storage error".into(),
             ApiError::Storage(StorageError::Unavailable(_)) => "storage unavailable".into(),
+            ApiError::Storage(StorageError::TooLarge(why)) => why.clone(),
             other => other.to_string(),
         }
     }

@@ -156,6 +156,20 @@ pub enum StorageConfig {
         /// The `AZURE_STORAGE_*` variables of the environment the configuration was loaded in.
         env: CapturedEnv,
     },
+    Etcd {
+        /// Client URLs, tried in order.
+        endpoints: Vec<String>,
+        cafile: String,
+        certfile: String,
+        keyfile: String,
+        prefix: String,
+        connect_timeout: Duration,
+        timeout: Duration,
+        /// `storage.requesttimeout`: one call, all its tries included.
+        request_timeout: Duration,
+        retries: u32,
+        max_request_bytes: u64,
+    },
 }
 
 /// Credentials and settings from environment variables, captured when the configuration is
@@ -869,6 +883,40 @@ impl Values {
         })
     }
 
+    fn etcd(&mut self) -> Result<StorageConfig, ConfigError> {
+        let endpoints: Vec<String> = self
+            .string("storage.etcd.endpoint")?
+            .split(',')
+            .map(|e| e.trim().to_string())
+            .filter(|e| !e.is_empty())
+            .collect();
+        if endpoints.is_empty() {
+            return Err(ConfigError::Invalid(
+                "Missing required flags(s): --storage-etcd-endpoint".into(),
+            ));
+        }
+        let certfile = self.string("storage.etcd.certfile")?;
+        let keyfile = self.string("storage.etcd.keyfile")?;
+        if certfile.is_empty() != keyfile.is_empty() {
+            return Err(ConfigError::Invalid(
+                "storage.etcd.certfile and storage.etcd.keyfile go together: set both or neither"
+                    .into(),
+            ));
+        }
+        Ok(StorageConfig::Etcd {
+            endpoints,
+            cafile: self.string("storage.etcd.cafile")?,
+            certfile,
+            keyfile,
+            prefix: self.string("storage.etcd.prefix")?,
+            connect_timeout: self.nonzero_duration("storage.etcd.connecttimeout")?,
+            timeout: self.nonzero_duration("storage.etcd.timeout")?,
+            request_timeout: self.nonzero_duration("storage.requesttimeout")?,
+            retries: self.small_int("storage.etcd.retries", 10)?,
+            max_request_bytes: self.int("storage.etcd.maxrequestbytes")?,
+        })
+    }
+
     fn build(
         mut self,
         file: Option<PathBuf>,
@@ -928,6 +976,7 @@ impl Values {
             }
             "amazon" => self.amazon(env)?,
             "microsoft" => self.microsoft(env)?,
+            "etcd" => self.etcd()?,
             "alibaba" => self.s3_compatible(s3_providers::ALIBABA, env)?,
             "tencent" => self.s3_compatible(s3_providers::TENCENT, env)?,
             "baidu" => self.s3_compatible(s3_providers::BAIDU, env)?,
@@ -939,7 +988,7 @@ impl Values {
             }
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "Unsupported storage backend: {other} (storage.backend: chartroom supports local, openstack, amazon, microsoft, alibaba, tencent, baidu and oracle)"
+                    "Unsupported storage backend: {other} (storage.backend: chartroom supports local, openstack, amazon, microsoft, etcd, alibaba, tencent, baidu and oracle)"
                 )));
             }
         };

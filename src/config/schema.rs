@@ -193,7 +193,7 @@ pub static KEYS: &[Key] = &[
         "local",
         "storage",
         "STORAGE",
-        "Storage backend: local, openstack, amazon, microsoft, or the S3-compatible alibaba, tencent, baidu and oracle.",
+        "Storage backend: local, openstack, amazon, microsoft, etcd, or the S3-compatible alibaba, tencent, baidu and oracle.",
     ),
     k(
         "storage.local.rootdir",
@@ -563,46 +563,78 @@ pub static KEYS: &[Key] = &[
         "STORAGE_BAIDU_ENDPOINT",
         "BOS endpoint (<region>.bcebos.com, used as s3.<region>.bcebos.com, virtual-hosted style); empty: bj.bcebos.com; any other host is used as given, path-style.",
     ),
-    unsupported(k(
+    k(
         "storage.etcd.endpoint",
         Str,
         "http://localhost:2379",
         "storage-etcd-endpoint",
         "STORAGE_ETCD_ENDPOINT",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "etcd v3 client URLs, comma-separated (http:// or https://), tried in order when one cannot be reached; chartroom talks to etcd's JSON gateway (/v3/kv/...).",
+    ),
+    k(
         "storage.etcd.cafile",
         Str,
         "",
         "storage-etcd-cafile",
         "STORAGE_ETCD_CAFILE",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "PEM bundle of the CA certificates that sign etcd's server certificates (empty: the system's).",
+    ),
+    k(
         "storage.etcd.certfile",
         Str,
         "",
         "storage-etcd-certfile",
         "STORAGE_ETCD_CERTFILE",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "PEM client certificate for etcd (with storage.etcd.keyfile; empty: none).",
+    ),
+    k(
         "storage.etcd.keyfile",
         Str,
         "",
         "storage-etcd-keyfile",
         "STORAGE_ETCD_KEYFILE",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "PEM private key of storage.etcd.certfile.",
+    ),
+    k(
         "storage.etcd.prefix",
         Str,
         "",
         "storage-etcd-prefix",
         "STORAGE_ETCD_PREFIX",
-        "Not supported by chartroom.",
-    )),
+        "Key prefix of the charts in etcd (an object a/b.tgz is the key /<prefix>/a/b.tgz; empty: /chart_backend_bucket, as ChartMuseum's library).",
+    ),
+    k(
+        "storage.etcd.connecttimeout",
+        Duration,
+        "5s",
+        "storage-etcd-connect-timeout",
+        "STORAGE_ETCD_CONNECTTIMEOUT",
+        "chartroom only: limit for opening a connection to one etcd endpoint (then the next one is tried).",
+    ),
+    k(
+        "storage.etcd.timeout",
+        Duration,
+        "20s",
+        "storage-etcd-timeout",
+        "STORAGE_ETCD_TIMEOUT",
+        "chartroom only: limit for an answer from etcd (an upload gets 1s more per MiB).",
+    ),
+    k(
+        "storage.etcd.retries",
+        Int,
+        "2",
+        "storage-etcd-retries",
+        "STORAGE_ETCD_RETRIES",
+        "chartroom only: further tries of a call that failed on a connection error, a timeout or a 5xx answer (0: none); waits 250ms, then doubles, with jitter.",
+    ),
+    k(
+        "storage.etcd.maxrequestbytes",
+        Int,
+        "1572864",
+        "storage-etcd-max-request-bytes",
+        "STORAGE_ETCD_MAXREQUESTBYTES",
+        "chartroom only: etcd's --max-request-bytes (1.5 MiB by default); an object whose write would be larger is refused with 413 before it is sent.",
+    ),
     k(
         "storage.tencent.bucket",
         Str,
@@ -1003,6 +1035,7 @@ pub fn section(key: &Key) -> &'static str {
         (_, Some(("openstack", _))) => "Storage: OpenStack Swift",
         (_, Some(("amazon", _))) => "Storage: Amazon S3 and S3-compatible",
         (_, Some(("microsoft", _))) => "Storage: Azure Blob",
+        (_, Some(("etcd", _))) => "Storage: etcd",
         (_, Some(("alibaba" | "tencent" | "baidu" | "oracle", _))) => {
             "Storage: S3-compatible clouds (through the S3 client)"
         }

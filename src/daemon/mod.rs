@@ -57,6 +57,9 @@ pub fn build_storage(cfg: &Config) -> Result<Arc<dyn Storage>, StorageError> {
         StorageConfig::OpenStack { .. } => Ok(Arc::new(SwiftStorage::from_config(&cfg.storage)?)),
         StorageConfig::Amazon { .. } => Ok(Arc::new(S3Storage::from_config(&cfg.storage)?)),
         StorageConfig::Microsoft { .. } => Ok(Arc::new(AzureStorage::from_config(&cfg.storage)?)),
+        StorageConfig::Etcd { .. } => Ok(Arc::new(crate::storage::etcd::EtcdStorage::from_config(
+            &cfg.storage,
+        )?)),
     }
 }
 
@@ -573,5 +576,12 @@ fn describe_storage(cfg: &Config) -> String {
                 format!("microsoft:{container}/{prefix}")
             }
         }
+        StorageConfig::Etcd {
+            endpoints, prefix, ..
+        } => format!(
+            "etcd:{}/{}",
+            endpoints.first().map_or("", String::as_str),
+            crate::storage::etcd::base_prefix(prefix).trim_start_matches('/')
+        ),
     }
 }

@@ -138,6 +138,7 @@ pub fn error_kind(e: &StorageError) -> Option<&'static str> {
     let (message, unavailable) = match e {
         StorageError::NotFound(_) | StorageError::AlreadyExists(_) => return None,
         StorageError::InvalidPath(_) => return Some("invalid_path"),
+        StorageError::TooLarge(_) => return Some("too_large"),
         StorageError::Unavailable(m) => (m.as_str(), true),
         StorageError::Io { message, .. } => (message.as_str(), false),
     };

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub mod azure;
+pub mod etcd;
 pub mod local;
 mod remote;
 pub mod s3;
@@ -41,6 +42,9 @@ pub enum StorageError {
     Io { path: String, message: String },
     #[error("storage unavailable: {0}")]
     Unavailable(String),
+    /// The object is larger than the store takes in one write (etcd's request size limit).
+    #[error("object too large for the store: {0}")]
+    TooLarge(String),
 }
 
 impl StorageError {
