@@ -155,7 +155,7 @@ fn check_endpoint(e: &str) -> std::result::Result<String, String> {
     if url.query().is_some()
         || !url.username().is_empty()
         || url.password().is_some()
-        || url.path().trim_end_matches('/') != ""
+        || !url.path().trim_end_matches('/').is_empty()
     {
         return Err(format!(
             "invalid endpoint {e:?}: only scheme, host and port are allowed"
@@ -605,6 +605,13 @@ impl Storage for EtcdStorage {
             let Some(last) = page.kvs.last().map(|kv| kv.key.clone()) else {
                 break;
             };
+            // Keys come in ascending order from `from`: a page that does not move forward
+            // (a broken or hostile server) would repeat forever.
+            if last < from || last.as_slice() >= end.as_slice() {
+                return Err(
+                    self.bad_answer(&start, "a listing page outside the requested range".into())
+                );
+            }
             for kv in page.kvs {
                 let Some(rest) = kv.key.strip_prefix(start.as_bytes()) else {
                     continue;
