@@ -324,3 +324,57 @@ async fn etcd_over_tls_with_client_certificates() {
     let e = EtcdStorage::new(s).err().unwrap();
     assert!(e.to_string().contains("storage.etcd.certfile"), "{e}");
 }
+
+fn etcd_config(extra: &[&str]) -> Result<chartroom::config::Config, String> {
+    let mut args: Vec<String> = vec!["--storage".into(), "etcd".into()];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let args = chartroom::config::parse_args(&args).map_err(|e| e.to_string())?;
+    chartroom::config::load(&args, &|_| None, None).map_err(|e| e.to_string())
+}
+
+/// ChartMuseum's keys and defaults: endpoint `http://localhost:2379`, comma-separated
+/// endpoints, certificate and key together; the chartroom-only limits.
+#[test]
+fn etcd_configuration() {
+    use chartroom::config::StorageConfig;
+    let cfg = etcd_config(&[]).unwrap();
+    let StorageConfig::Etcd {
+        endpoints,
+        prefix,
+        max_request_bytes,
+        retries,
+        ..
+    } = &cfg.storage
+    else {
+        panic!("{:?}", cfg.storage)
+    };
+    assert_eq!(endpoints, &["http://localhost:2379"]);
+    assert_eq!(prefix, "");
+    assert_eq!(
+        *max_request_bytes,
+        chartroom::storage::etcd::MAX_REQUEST_BYTES
+    );
+    assert_eq!(*retries, 2);
+    let st = EtcdStorage::from_config(&cfg.storage).unwrap();
+    assert_eq!(st.base(), "/chart_backend_bucket");
+    let cfg = etcd_config(&[
+        "--storage-etcd-endpoint",
+        "http://127.0.0.1:1, http://127.0.0.1:2,",
+        "--storage-etcd-prefix",
+        "/chart_backend_bucket/",
+    ])
+    .unwrap();
+    let StorageConfig::Etcd { endpoints, .. } = &cfg.storage else {
+        panic!()
+    };
+    assert_eq!(endpoints, &["http://127.0.0.1:1", "http://127.0.0.1:2"]);
+    let st = EtcdStorage::from_config(&cfg.storage).unwrap();
+    assert_eq!(st.base(), "/chart_backend_bucket");
+    assert!(st.describe().starts_with("etcd:/chart_backend_bucket"));
+    let e = etcd_config(&["--storage-etcd-certfile", "/tmp/c.pem"]).unwrap_err();
+    assert!(e.contains("storage.etcd.keyfile"), "{e}");
+    let e = etcd_config(&["--storage-etcd-endpoint", " , "]).unwrap_err();
+    assert!(e.contains("--storage-etcd-endpoint"), "{e}");
+    let cfg = etcd_config(&["--storage-etcd-endpoint", "ftp://x"]).unwrap();
+    assert!(EtcdStorage::from_config(&cfg.storage).is_err());
+}
