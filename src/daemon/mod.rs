@@ -57,6 +57,9 @@ pub fn build_storage(cfg: &Config) -> Result<Arc<dyn Storage>, StorageError> {
         StorageConfig::OpenStack { .. } => Ok(Arc::new(SwiftStorage::from_config(&cfg.storage)?)),
         StorageConfig::Amazon { .. } => Ok(Arc::new(S3Storage::from_config(&cfg.storage)?)),
         StorageConfig::Microsoft { .. } => Ok(Arc::new(AzureStorage::from_config(&cfg.storage)?)),
+        StorageConfig::Google { .. } => Ok(Arc::new(
+            crate::storage::google::GoogleStorage::from_config(&cfg.storage)?,
+        )),
     }
 }
 
@@ -571,6 +574,14 @@ fn describe_storage(cfg: &Config) -> String {
                 format!("microsoft:{container}")
             } else {
                 format!("microsoft:{container}/{prefix}")
+            }
+        }
+        StorageConfig::Google { bucket, prefix, .. } => {
+            let prefix = prefix.trim_matches('/');
+            if prefix.is_empty() {
+                format!("google:{bucket}")
+            } else {
+                format!("google:{bucket}/{prefix}")
             }
         }
     }
