@@ -7,7 +7,9 @@
 - the emulator frozen (SIGSTOP): the index is still served, an upload is answered 503 within
   storage.requesttimeout, the next at once, and uploads work again once it wakes, without a
   restart;
-- a service-account file that is not one: chartroom refuses to start and names it.
+- a service-account file that is not one: chartroom refuses to start and names it;
+- a key refused at a local token endpoint: /health names the refusal and the file; the
+  rotated file and a reload bring it back.
 
 fake-gcs-server ignores auth: the token exchange, its renewal and a rotated key file are
 tested against a local token endpoint in tests/gcs_backend.rs.
@@ -275,3 +277,92 @@ def test_a_bad_credentials_file_is_named_at_start(gcs, pool, tmp_path):
     assert server.proc.returncode != 0
     log = server.log()
     assert str(bad) in log and "RSA" in log, log
+
+
+class TokenEndpoint:
+    """A local OAuth token endpoint (fake-gcs-server ignores tokens): it reads the `iss` of
+    the JWT assertion (the signature is checked in tests/gcs_backend.rs) and grants tokens of
+    `lifetime` seconds to the service accounts in `accepted`, `invalid_grant` to the others."""
+
+    def __init__(self, lifetime: int):
+        import http.server
+        import threading
+        outer = self
+        self.accepted: set[str] = set()
+        self.lifetime = lifetime
+        self.seen: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                import base64 as b64
+                import json as js
+                from urllib.parse import parse_qs
+                n = int(self.headers.get("Content-Length", "0"))
+                form = parse_qs(self.rfile.read(n).decode())
+                payload = form["assertion"][0].split(".")[1]
+                claims = js.loads(b64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+                outer.seen.append(claims["iss"])
+                if claims["iss"] in outer.accepted:
+                    status, body = 200, {"access_token": "t-" + claims["iss"],
+                                         "expires_in": outer.lifetime}
+                else:
+                    status, body = 400, {"error": "invalid_grant",
+                                         "error_description": "Invalid JWT Signature."}
+                data = js.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d/token" % self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def write_key_file(path: Path, email: str, token_uri: str) -> None:
+    import json
+    key = (Path(__file__).resolve().parent / "keys" / "test-sa.pem").read_text()
+    path.write_text(json.dumps({"type": "service_account", "client_email": email,
+                                "private_key_id": "key-1", "private_key": key,
+                                "token_uri": token_uri}))
+
+
+def test_a_refused_key_is_named_in_health_and_a_reload_takes_the_rotated_file(gcs, pool,
+                                                                             tmp_path):
+    """Tokens live 2 s, so they are renewed every second. The old key is revoked at the token
+    endpoint: /health names the refusal (invalid_grant) and the key file; the new key written
+    to the file and a reload (SIGHUP) bring chartroom back."""
+    tokens = TokenEndpoint(lifetime=2)
+    try:
+        tokens.accepted.add("old@test")
+        key_file = tmp_path / "sa.json"
+        write_key_file(key_file, "old@test", tokens.url)
+        charts = package_charts(CHART_SOURCES, tmp_path / "charts")
+        first, second = charts.charts[0], charts.charts[1]
+        server = on_gcs(pool, gcs, unique("rotate"), "--cache-interval", "1s",
+                        env={"GOOGLE_APPLICATION_CREDENTIALS": str(key_file)})
+        assert upload(server, first.data).status_code == 201
+        tokens.accepted = {"new@test"}
+
+        def unhealthy():
+            h = server.get("/health")
+            return h.status_code == 503 and "invalid_grant" in h.text
+        wait_until("/health names the refused key", unhealthy, timeout=15)
+        assert str(key_file) in server.get("/health").json()["error"]
+        write_key_file(key_file, "new@test", tokens.url)
+        server.proc.send_signal(signal.SIGHUP)
+        wait_until("the reload completes", lambda: "reload complete" in server.log(), timeout=20)
+        wait_until("healthy again", lambda: server.get("/health").status_code == 200, timeout=15)
+        assert upload(server, second.data).status_code == 201
+        assert "new@test" in tokens.seen
+    finally:
+        tokens.close()
