@@ -67,6 +67,15 @@ pub struct Claims {
 pub fn read_service_account(path: &std::path::Path) -> Result<ServiceAccount, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let kind = serde_json::from_str::<serde_json::Value>(&text)
+        .ok()
+        .and_then(|v| v.get("type").and_then(|t| t.as_str()).map(str::to_string));
+    if let Some(t) = kind.filter(|t| t != "service_account") {
+        return Err(format!(
+            "{}: credentials of type {t:?} are not supported (only service_account key files)",
+            path.display()
+        ));
+    }
     let sa: ServiceAccount = serde_json::from_str(&text)
         .map_err(|e| format!("{} is not a service-account key file: {e}", path.display()))?;
     if sa.client_email.is_empty() {
@@ -222,6 +231,22 @@ impl Tokens {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_service_account_files_are_taken() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("adc.json");
+        std::fs::write(
+            &p,
+            r#"{"type":"authorized_user","client_id":"x","refresh_token":"y"}"#,
+        )
+        .unwrap();
+        let e = read_service_account(&p).err().unwrap();
+        assert!(
+            e.contains("authorized_user") && e.contains("adc.json"),
+            "{e}"
+        );
+    }
 
     #[test]
     fn renewal_comes_before_expiry() {
