@@ -142,6 +142,12 @@ fn check_config(args: &config::Args, storage: bool) -> anyhow::Result<()> {
 /// The secret files of the chosen backend are readable (basicauth.passfile is read by the
 /// loader itself).
 fn check_secret_files(cfg: &config::Config) -> Result<(), config::ConfigError> {
+    let google_credentials = match &cfg.storage {
+        config::StorageConfig::Google { env, .. } => env
+            .get("GOOGLE_APPLICATION_CREDENTIALS")
+            .unwrap_or_default(),
+        _ => String::new(),
+    };
     let files: Vec<(&str, &str)> = match &cfg.storage {
         config::StorageConfig::Local { .. } => Vec::new(),
         config::StorageConfig::OpenStack {
@@ -173,6 +179,12 @@ fn check_secret_files(cfg: &config::Config) -> Result<(), config::ConfigError> {
             ("storage.etcd.certfile", certfile.as_str()),
             ("storage.etcd.keyfile", keyfile.as_str()),
         ],
+        config::StorageConfig::Google { .. } => {
+            vec![(
+                "GOOGLE_APPLICATION_CREDENTIALS",
+                google_credentials.as_str(),
+            )]
+        }
     };
     for (key, path) in files {
         if !path.is_empty() {

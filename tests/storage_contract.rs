@@ -1,13 +1,16 @@
 //! The contract every storage backend keeps, written once and run for each backend: local
 //! storage (one test per case), OpenStack Swift (a real one-node Swift from
 //! `tests/swift/swift-harness.sh`), S3 (a real SeaweedFS from `tests/s3/harness.rs`) and Azure
-//! Blob (Azurite, `tests/azure/harness.rs`) and etcd (`tests/etcd/harness.rs`); on Swift, S3 and Azure all cases run in one test, against one server, each case under its own object
+//! Blob (Azurite, `tests/azure/harness.rs`), Google Cloud Storage (fake-gcs-server,
+//! `tests/gcs/harness.rs`) and etcd (`tests/etcd/harness.rs`); on Swift, S3 and Azure all cases run in one test, against one server, each case under its own object
 //! prefix. Listing pages are 5 names long there, so paging is exercised.
 
 #[path = "azure/harness.rs"]
 mod azure_harness;
 #[path = "etcd/harness.rs"]
 mod etcd_harness;
+#[path = "gcs/harness.rs"]
+mod gcs_harness;
 #[path = "s3/harness.rs"]
 mod s3_harness;
 #[path = "swift/harness.rs"]
@@ -21,6 +24,7 @@ use bytes::Bytes;
 use chartroom::storage::{LocalStorage, ObjectMeta, Storage, StorageError};
 use etcd_harness::EtcdHarness;
 use futures_util::StreamExt;
+use gcs_harness::GcsHarness;
 use s3_harness::S3Harness;
 use swift_harness::SwiftHarness;
 
@@ -113,6 +117,22 @@ fn etcd_backend(h: &EtcdHarness) -> Backend {
             s.prefix = format!("contract/{unique}");
             s.page_size = 5;
             Arc::new(chartroom::storage::etcd::EtcdStorage::new(s).unwrap())
+        }),
+        _keep: None,
+    }
+}
+
+fn gcs_backend(h: &GcsHarness) -> Backend {
+    let base = h.settings("");
+    Backend {
+        name: "gcs",
+        // A multipart upload with `ifGenerationMatch=0` is atomic on GCS and on fake-gcs-server.
+        strict_create: true,
+        make: Box::new(move |unique| {
+            let mut s = base.clone();
+            s.prefix = format!("contract/{unique}");
+            s.page_size = 5;
+            Arc::new(chartroom::storage::google::GoogleStorage::new(s).unwrap())
         }),
         _keep: None,
     }
@@ -484,6 +504,7 @@ async fn describe_names_the_backend(be: &Backend) {
         "swift" => "openstack:",
         "s3" => "amazon:",
         "azure" => "microsoft:",
+        "gcs" => "google:",
         "etcd" => "etcd:",
         _ => "local:",
     };
@@ -563,6 +584,22 @@ macro_rules! contract {
                 let t = std::time::Instant::now();
                 $case(&be).await;
                 eprintln!("etcd: {} ok ({:.2} s)", stringify!($case), t.elapsed().as_secs_f64());
+            )*
+        }
+
+        /// Every case against fake-gcs-server (each case in its own prefix).
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn gcs_backend_keeps_the_contract() {
+            if !gcs_harness::available() {
+                return;
+            }
+            let h = GcsHarness::start().await;
+            eprintln!("fake-gcs-server started in {:.2} s", h.start_time.as_secs_f64());
+            let be = gcs_backend(&h);
+            $(
+                let t = std::time::Instant::now();
+                $case(&be).await;
+                eprintln!("gcs: {} ok ({:.2} s)", stringify!($case), t.elapsed().as_secs_f64());
             )*
         }
     };

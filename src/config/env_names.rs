@@ -24,6 +24,10 @@ pub const AZURE: &[&str] = &[
     "AZURE_BASE_URL",
 ];
 
+/// Google Cloud Storage: the service-account JSON file as Google's libraries and ChartMuseum
+/// read it, and the metadata server's address (Google's libraries honour it; tests set it).
+pub const GOOGLE: &[&str] = &["GOOGLE_APPLICATION_CREDENTIALS", "GCE_METADATA_HOST"];
+
 /// OpenStack Swift: v1 auth (`ST_*`) and Keystone v3 (`OS_*`), as the OpenStack clients and
 /// ChartMuseum read them.
 pub const SWIFT: &[&str] = &[

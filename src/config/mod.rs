@@ -170,6 +170,19 @@ pub enum StorageConfig {
         retries: u32,
         max_request_bytes: u64,
     },
+    Google {
+        bucket: String,
+        prefix: String,
+        endpoint: String,
+        connect_timeout: Duration,
+        timeout: Duration,
+        /// `storage.requesttimeout`: one call, all its tries included.
+        request_timeout: Duration,
+        retries: u32,
+        /// The variables of [`env_names::GOOGLE`] in the environment the configuration was
+        /// loaded in.
+        env: CapturedEnv,
+    },
 }
 
 /// Credentials and settings from environment variables, captured when the configuration is
@@ -917,6 +930,28 @@ impl Values {
         })
     }
 
+    fn google(
+        &mut self,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<StorageConfig, ConfigError> {
+        let bucket = self.string("storage.google.bucket")?;
+        if bucket.is_empty() {
+            return Err(ConfigError::Invalid(
+                "Missing required flags(s): --storage-google-bucket".into(),
+            ));
+        }
+        Ok(StorageConfig::Google {
+            bucket,
+            prefix: self.string("storage.google.prefix")?,
+            endpoint: self.string("storage.google.endpoint")?,
+            connect_timeout: self.nonzero_duration("storage.google.connecttimeout")?,
+            timeout: self.nonzero_duration("storage.google.timeout")?,
+            request_timeout: self.nonzero_duration("storage.requesttimeout")?,
+            retries: self.small_int("storage.google.retries", 10)?,
+            env: CapturedEnv::capture(env_names::GOOGLE, env),
+        })
+    }
+
     fn build(
         mut self,
         file: Option<PathBuf>,
@@ -977,6 +1012,7 @@ impl Values {
             "amazon" => self.amazon(env)?,
             "microsoft" => self.microsoft(env)?,
             "etcd" => self.etcd()?,
+            "google" => self.google(env)?,
             "alibaba" => self.s3_compatible(s3_providers::ALIBABA, env)?,
             "tencent" => self.s3_compatible(s3_providers::TENCENT, env)?,
             "baidu" => self.s3_compatible(s3_providers::BAIDU, env)?,
@@ -988,7 +1024,7 @@ impl Values {
             }
             other => {
                 return Err(ConfigError::Invalid(format!(
-                    "Unsupported storage backend: {other} (storage.backend: chartroom supports local, openstack, amazon, microsoft, etcd, alibaba, tencent, baidu and oracle)"
+                    "Unsupported storage backend: {other} (storage.backend: chartroom supports local, openstack, amazon, google, microsoft, etcd, alibaba, tencent, baidu and oracle)"
                 )));
             }
         };

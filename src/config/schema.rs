@@ -193,7 +193,7 @@ pub static KEYS: &[Key] = &[
         "local",
         "storage",
         "STORAGE",
-        "Storage backend: local, openstack, amazon, microsoft, etcd, or the S3-compatible alibaba, tencent, baidu and oracle.",
+        "Storage backend: local, openstack, amazon, google, microsoft, etcd, or the S3-compatible alibaba, tencent, baidu and oracle.",
     ),
     k(
         "storage.local.rootdir",
@@ -379,22 +379,54 @@ pub static KEYS: &[Key] = &[
         "STORAGE_AMAZON_RETRIES",
         "chartroom only: further tries of a call that failed on a connection error, a timeout or a 5xx answer such as 503 SlowDown (0: none); waits 250ms, then doubles, with jitter.",
     ),
-    unsupported(k(
+    k(
         "storage.google.bucket",
         Str,
         "",
         "storage-google-bucket",
         "STORAGE_GOOGLE_BUCKET",
-        "Not supported by chartroom.",
-    )),
-    unsupported(k(
+        "Google Cloud Storage bucket holding the charts; credentials from GOOGLE_APPLICATION_CREDENTIALS (a service-account JSON file) or the GCE metadata server.",
+    ),
+    k(
         "storage.google.prefix",
         Str,
         "",
         "storage-google-prefix",
         "STORAGE_GOOGLE_PREFIX",
-        "Not supported by chartroom.",
-    )),
+        "Object name prefix inside the bucket.",
+    ),
+    k(
+        "storage.google.endpoint",
+        Str,
+        "",
+        "storage-google-endpoint",
+        "STORAGE_GOOGLE_ENDPOINT",
+        "chartroom only: the JSON API's base URL (http:// or https://), e.g. http://127.0.0.1:4443 for fake-gcs-server; empty: https://storage.googleapis.com. With an endpoint and no GOOGLE_APPLICATION_CREDENTIALS or GCE_METADATA_HOST, requests carry no token (emulators need none).",
+    ),
+    k(
+        "storage.google.connecttimeout",
+        Duration,
+        "5s",
+        "storage-google-connect-timeout",
+        "STORAGE_GOOGLE_CONNECTTIMEOUT",
+        "chartroom only: limit for opening a connection to Cloud Storage (and to the token endpoint).",
+    ),
+    k(
+        "storage.google.timeout",
+        Duration,
+        "20s",
+        "storage-google-timeout",
+        "STORAGE_GOOGLE_TIMEOUT",
+        "chartroom only: limit for an answer from Cloud Storage (an upload gets 1s more per MiB), and for a pause between two reads of a body.",
+    ),
+    k(
+        "storage.google.retries",
+        Int,
+        "2",
+        "storage-google-retries",
+        "STORAGE_GOOGLE_RETRIES",
+        "chartroom only: further tries of a call that failed on a connection error, a timeout or a 5xx answer (0: none); waits 250ms, then doubles, with jitter.",
+    ),
     k(
         "storage.microsoft.container",
         Str,
@@ -1036,6 +1068,7 @@ pub fn section(key: &Key) -> &'static str {
         (_, Some(("amazon", _))) => "Storage: Amazon S3 and S3-compatible",
         (_, Some(("microsoft", _))) => "Storage: Azure Blob",
         (_, Some(("etcd", _))) => "Storage: etcd",
+        (_, Some(("google", _))) => "Storage: Google Cloud Storage",
         (_, Some(("alibaba" | "tencent" | "baidu" | "oracle", _))) => {
             "Storage: S3-compatible clouds (through the S3 client)"
         }

@@ -60,6 +60,9 @@ pub fn build_storage(cfg: &Config) -> Result<Arc<dyn Storage>, StorageError> {
         StorageConfig::Etcd { .. } => Ok(Arc::new(crate::storage::etcd::EtcdStorage::from_config(
             &cfg.storage,
         )?)),
+        StorageConfig::Google { .. } => Ok(Arc::new(
+            crate::storage::google::GoogleStorage::from_config(&cfg.storage)?,
+        )),
     }
 }
 
@@ -583,5 +586,13 @@ fn describe_storage(cfg: &Config) -> String {
             endpoints.first().map_or("", String::as_str),
             crate::storage::etcd::base_prefix(prefix).trim_start_matches('/')
         ),
+        StorageConfig::Google { bucket, prefix, .. } => {
+            let prefix = prefix.trim_matches('/');
+            if prefix.is_empty() {
+                format!("google:{bucket}")
+            } else {
+                format!("google:{bucket}/{prefix}")
+            }
+        }
     }
 }

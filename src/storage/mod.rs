@@ -11,6 +11,7 @@ use futures_util::Stream;
 
 pub mod azure;
 pub mod etcd;
+pub mod google;
 pub mod local;
 mod remote;
 pub mod s3;

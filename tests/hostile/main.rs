@@ -9,6 +9,7 @@ mod auth;
 mod azure;
 mod bearer;
 mod etcd;
+mod gcs;
 mod memory;
 mod ops;
 mod package;

@@ -261,7 +261,7 @@ man_lists_options() {
 	local flag missing=0 page=$WORK/chartroom.8.txt
 	zcat "$x/root/usr/share/man/man8/chartroom.8.gz" | sed 's/\\-/-/g' > "$page"
 	for flag in $("$x/root/usr/bin/chartroom" --help | grep -o -- '--[a-z][a-z0-9-]*' | sort -u); do
-		case "$flag" in --storage-google-*|--cache-redis-*)
+		case "$flag" in --cache-redis-*)
 			continue ;;
 		esac
 		if ! grep -q -- "$flag\b" "$page"; then
