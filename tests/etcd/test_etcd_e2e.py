@@ -294,3 +294,85 @@ def test_a_package_above_the_request_limit_is_refused_clearly(etcd, pool, tmp_pa
     assert r.status_code == 413, r.text
     assert "storage.etcd.maxrequestbytes" in r.json()["error"], r.text
     assert fetch_index(server).get("entries") in (None, {})
+
+
+def make_pki(d: Path, ca_name: str) -> None:
+    """A throw-away CA in `d` with a server certificate for 127.0.0.1 and a client pair."""
+    def ssl(*args):
+        subprocess.run(["openssl", *args], cwd=d, check=True, capture_output=True)
+    ssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+        "-keyout", "ca.key", "-out", "ca.pem", "-days", "2", "-subj", "/CN=" + ca_name)
+    # etcd's own gateway dials etcd with the server pair, so it is a client too.
+    (d / "server.ext").write_text(
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth,clientAuth\n")
+    (d / "client.ext").write_text("extendedKeyUsage=clientAuth\n")
+    for who in ("server", "client"):
+        ssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+            "-keyout", who + ".key", "-out", who + ".csr", "-subj", "/CN=" + who)
+        ssl("x509", "-req", "-in", who + ".csr", "-CA", "ca.pem", "-CAkey", "ca.key",
+            "-CAcreateserial", "-out", who + ".pem", "-days", "2", "-extfile", who + ".ext")
+
+
+def test_a_reload_rereads_the_client_certificate_files(pool, tmp_path):
+    """storage.etcd.certfile/keyfile are read again at every reload: a rotated pair that etcd
+    refuses fails the reload (naming the problem) while the running storage keeps serving, and
+    the good pair written back is taken by the next reload."""
+    good, other, live = tmp_path / "good", tmp_path / "other", tmp_path / "live"
+    for d in (good, other, live):
+        d.mkdir()
+    make_pki(good, "etcd test CA")
+    make_pki(other, "another CA")
+    port, peer = pick_port(), pick_port()
+    url, peer_url = "https://127.0.0.1:%d" % port, "http://127.0.0.1:%d" % peer
+    log = open(tmp_path / "etcd.log", "ab")
+    proc = subprocess.Popen(
+        ["etcd", "--name", "tls", "--data-dir", str(tmp_path / "data"),
+         "--listen-client-urls", url, "--advertise-client-urls", url,
+         "--listen-peer-urls", peer_url, "--initial-advertise-peer-urls", peer_url,
+         "--initial-cluster", "tls=" + peer_url, "--log-level", "warn", "--logger", "zap",
+         "--cert-file", str(good / "server.pem"), "--key-file", str(good / "server.key"),
+         "--client-cert-auth", "--trusted-ca-file", str(good / "ca.pem")],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+    log.close()
+    try:
+        client = (str(good / "client.pem"), str(good / "client.key"))
+        def ready():
+            try:
+                return requests.post(url + "/v3/kv/range", json={"key": b64(b"/")}, timeout=5,
+                                     verify=str(good / "ca.pem"), cert=client).status_code == 200
+            except requests.RequestException:
+                return False
+        wait_until("etcd over TLS answers", ready, timeout=60)
+        for name in ("client.pem", "client.key"):
+            shutil.copy(good / name, live / name)
+        server = on_etcd(pool, type("E", (), {"endpoint": url})(), unique("tls"),
+                         "--storage-etcd-cafile", str(good / "ca.pem"),
+                         "--storage-etcd-certfile", str(live / "client.pem"),
+                         "--storage-etcd-keyfile", str(live / "client.key"))
+        charts = package_charts(CHART_SOURCES, tmp_path / "charts")
+        first, second = charts.charts[0], charts.charts[1]
+        assert upload(server, first.data).status_code == 201, server.log()
+
+        # A pair from another CA: etcd refuses the handshake, the reload fails and says so.
+        for name in ("client.pem", "client.key"):
+            shutil.copy(other / name, live / name)
+        server.proc.send_signal(signal.SIGHUP)
+        wait_until("the reload with a refused certificate fails",
+                   lambda: "reload failed" in server.log())
+        assert server.get("/health").status_code == 200, server.log()
+        assert server.get("/charts/" + first.filename).content == first.data
+
+        # The good pair back: the next reload reads it and completes.
+        for name in ("client.pem", "client.key"):
+            shutil.copy(good / name, live / name)
+        server.proc.send_signal(signal.SIGHUP)
+        wait_until("the reload with the good certificate completes",
+                   lambda: "reload complete" in server.log().split("reload failed")[-1])
+        assert upload(server, second.data).status_code == 201, server.log()
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
