@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub mod azure;
+pub mod cached;
 pub mod local;
 mod remote;
 pub mod s3;
