@@ -6,8 +6,8 @@
 //! The server buffers lines ([`set_buffered`]) so that a busy server does not make a write
 //! system call per request: a background thread writes what gathered within
 //! [`FLUSH_INTERVAL`] (or sooner, once [`FLUSH_BYTES`] gathered) in one write of whole lines,
-//! each still with its own priority prefix. Warnings and errors are written at once, after
-//! the lines before them; [`flush`] writes the rest at exit.
+//! each still with its own priority prefix. Errors are written at once, after the lines before
+//! them; [`flush`] writes the rest at exit.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -199,7 +199,7 @@ pub fn set_buffered() {
     }
 }
 
-/// Writes every buffered line now (at exit, and for warnings and errors).
+/// Writes every buffered line now (at exit, and for errors).
 pub fn flush() {
     use std::io::Write;
     let _w = lock(&WRITER);
@@ -233,7 +233,7 @@ pub fn log(level: Level, msg: &str, fields: &[(&str, Val<'_>)]) {
         b.push(b'\n');
         was_empty || b.len() >= FLUSH_BYTES
     };
-    if level <= Level::Warn {
+    if level == Level::Error {
         flush();
     } else if wake {
         WAKE.notify_one();
