@@ -89,7 +89,10 @@ fn run(signal: i32) {
     requests(port, "/index.yaml", 1);
     let deadline = Instant::now() + Duration::from_secs(5);
     while count(&log, "path=/index.yaml") < 1 {
-        assert!(Instant::now() < deadline, "request line not written while running");
+        assert!(
+            Instant::now() < deadline,
+            "request line not written while running"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     // Then many at once, and the signal straight after the last answer.
@@ -108,7 +111,11 @@ fn run(signal: i32) {
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status:?}");
-    assert_eq!(count(&log, "path=/charts/a-1.0.0.tgz"), n, "request lines lost");
+    assert_eq!(
+        count(&log, "path=/charts/a-1.0.0.tgz"),
+        n,
+        "request lines lost"
+    );
     assert_eq!(count(&log, "stopped"), 1, "the last line is written");
 }
 

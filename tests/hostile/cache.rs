@@ -16,7 +16,10 @@ fn other_chart(name: &str, version: &str, filler: &str) -> Vec<u8> {
 async fn replace_and_delete_drop_the_cached_package() {
     let s = Server::new(&[]).await;
     let first = chart("a", "1.0.0");
-    assert_eq!(s.post("/api/charts", first.clone()).await.status, StatusCode::CREATED);
+    assert_eq!(
+        s.post("/api/charts", first.clone()).await.status,
+        StatusCode::CREATED
+    );
     for _ in 0..2 {
         let r = s.get("/charts/a-1.0.0.tgz").await;
         assert_eq!(r.status, StatusCode::OK);
@@ -41,10 +44,16 @@ async fn replace_and_delete_drop_the_cached_package() {
 #[tokio::test]
 async fn overwrite_without_force_drops_the_cached_package() {
     let s = Server::new(&["--allow-overwrite"]).await;
-    assert_eq!(s.post("/api/charts", chart("b", "1.0.0")).await.status, StatusCode::CREATED);
+    assert_eq!(
+        s.post("/api/charts", chart("b", "1.0.0")).await.status,
+        StatusCode::CREATED
+    );
     assert_eq!(s.get("/charts/b-1.0.0.tgz").await.status, StatusCode::OK);
     let second = other_chart("b", "1.0.0", "x: 2\n");
-    assert_eq!(s.post("/api/charts", second.clone()).await.status, StatusCode::CREATED);
+    assert_eq!(
+        s.post("/api/charts", second.clone()).await.status,
+        StatusCode::CREATED
+    );
     assert_eq!(s.get("/charts/b-1.0.0.tgz").await.body, second);
 }
 
@@ -53,8 +62,14 @@ async fn changes_made_directly_in_storage_show_after_a_refresh() {
     let s = Server::new(&[]).await;
     let gone = chart("gone", "1.0.0");
     let kept = chart("kept", "1.0.0");
-    assert_eq!(s.post("/api/charts", gone).await.status, StatusCode::CREATED);
-    assert_eq!(s.post("/api/charts", kept).await.status, StatusCode::CREATED);
+    assert_eq!(
+        s.post("/api/charts", gone).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        s.post("/api/charts", kept).await.status,
+        StatusCode::CREATED
+    );
     assert_eq!(s.get("/charts/gone-1.0.0.tgz").await.status, StatusCode::OK);
     assert_eq!(s.get("/charts/kept-1.0.0.tgz").await.status, StatusCode::OK);
     s.refresh().await;
@@ -75,7 +90,10 @@ async fn packages_over_the_object_limit_are_streamed_and_a_zero_size_turns_it_of
     for size in ["0", "800"] {
         let s = Server::new(&["--download-cache-bytes", size]).await;
         let p = chart("c", "1.0.0");
-        assert_eq!(s.post("/api/charts", p.clone()).await.status, StatusCode::CREATED);
+        assert_eq!(
+            s.post("/api/charts", p.clone()).await.status,
+            StatusCode::CREATED
+        );
         assert_eq!(s.get("/charts/c-1.0.0.tgz").await.body, p);
         std::fs::remove_file(s.root.join("c-1.0.0.tgz")).unwrap();
         // Not cached (too large for an 800-byte cache, or no cache): storage answers at once.
