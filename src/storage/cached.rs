@@ -276,6 +276,10 @@ impl Storage for Cached {
     fn request_stats(&self) -> Option<RequestStats> {
         self.inner.request_stats()
     }
+
+    fn local_file(&self, path: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_file(path)
+    }
 }
 
 #[cfg(test)]

@@ -160,6 +160,12 @@ pub trait Storage: Send + Sync + 'static {
         None
     }
 
+    /// The file holding object `path`, for a backend on the local file system, so that bulk
+    /// readers (indexing) read it in the blocking task that parses it; `None` for the others.
+    fn local_file(&self, _path: &str) -> Option<PathBuf> {
+        None
+    }
+
     /// Counts of HTTP requests sent, retries included, for backends that talk to a service
     /// (metrics); `None` for the others.
     fn request_stats(&self) -> Option<RequestStats> {
