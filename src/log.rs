@@ -3,11 +3,11 @@
 //! `JOURNAL_STREAM` names stderr), so `journalctl -p` filters work; or JSON objects with
 //! `--log-json`.
 //!
-//! The server buffers lines ([`set_buffered`]) so that a busy server does not make a write
-//! system call per request: a background thread writes what gathered within
-//! [`FLUSH_INTERVAL`] (or sooner, once [`FLUSH_BYTES`] gathered) in one write of whole lines,
-//! each still with its own priority prefix. Errors are written at once, after the lines before
-//! them; [`flush`] writes the rest at exit.
+//! The server buffers request lines ([`set_buffered`], [`log_batched`]) so that a busy server
+//! does not make a write system call per request: a background thread writes what gathered
+//! within [`FLUSH_INTERVAL`] (or sooner, once [`FLUSH_BYTES`] gathered) in one write of whole
+//! lines, each still with its own priority prefix. Errors and the other (rare) lines are
+//! written at once, after the lines before them; [`flush`] writes the rest at exit.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::{Condvar, Mutex, MutexGuard};
@@ -210,7 +210,18 @@ pub fn flush() {
     }
 }
 
+/// Logs a line, written at once (after any buffered lines before it).
 pub fn log(level: Level, msg: &str, fields: &[(&str, Val<'_>)]) {
+    emit(level, msg, fields, false);
+}
+
+/// Logs a line of a kind that comes in volume under load (the request log): buffered when
+/// the server buffers, except errors.
+pub fn log_batched(level: Level, msg: &str, fields: &[(&str, Val<'_>)]) {
+    emit(level, msg, fields, true);
+}
+
+fn emit(level: Level, msg: &str, fields: &[(&str, Val<'_>)], batched: bool) {
     if !enabled(level) {
         return;
     }
@@ -233,7 +244,7 @@ pub fn log(level: Level, msg: &str, fields: &[(&str, Val<'_>)]) {
         b.push(b'\n');
         was_empty || b.len() >= FLUSH_BYTES
     };
-    if level == Level::Error {
+    if !batched || level == Level::Error {
         flush();
     } else if wake {
         WAKE.notify_one();
