@@ -2,8 +2,16 @@
 //! a file; without timestamps and with syslog priority prefixes (`<6>`) under journald (when
 //! `JOURNAL_STREAM` names stderr), so `journalctl -p` filters work; or JSON objects with
 //! `--log-json`.
+//!
+//! The server buffers request lines ([`set_buffered`], [`log_batched`]) so that a busy server
+//! does not make a write system call per request: a background thread writes what gathered
+//! within [`FLUSH_INTERVAL`] (or sooner, once [`FLUSH_BYTES`] gathered) in one write of whole
+//! lines, each still with its own priority prefix. Errors and the other (rare) lines are
+//! written at once, after the lines before them; [`flush`] writes the rest at exit.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::Duration;
 
 use crate::timefmt;
 
@@ -149,7 +157,71 @@ pub fn format_line(
     s
 }
 
+/// How long a buffered line may wait before it is written.
+pub const FLUSH_INTERVAL: Duration = Duration::from_millis(50);
+/// Buffered bytes that make the background thread write at once.
+pub const FLUSH_BYTES: usize = 64 << 10;
+
+static BUFFERED: AtomicBool = AtomicBool::new(false);
+/// Lines not written yet.
+static PENDING: Mutex<Vec<u8>> = Mutex::new(Vec::new());
+static WAKE: Condvar = Condvar::new();
+/// Held while writing, so that lines reach stderr in the order they were logged.
+static WRITER: Mutex<()> = Mutex::new(());
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Buffers lines from now on (the server); started once, with its background writer.
+/// Without it (tests, one-shot commands) each line is written as it is logged.
+pub fn set_buffered() {
+    if BUFFERED.swap(true, Ordering::SeqCst) {
+        return;
+    }
+    let spawned = std::thread::Builder::new()
+        .name("log-writer".into())
+        .spawn(|| {
+            loop {
+                let mut g = lock(&PENDING);
+                while g.is_empty() {
+                    g = WAKE.wait(g).unwrap_or_else(|e| e.into_inner());
+                }
+                let (g, _) = WAKE
+                    .wait_timeout_while(g, FLUSH_INTERVAL, |b| b.len() < FLUSH_BYTES)
+                    .unwrap_or_else(|e| e.into_inner());
+                drop(g);
+                flush();
+            }
+        });
+    if spawned.is_err() {
+        BUFFERED.store(false, Ordering::SeqCst);
+    }
+}
+
+/// Writes every buffered line now (at exit, and for errors).
+pub fn flush() {
+    use std::io::Write;
+    let _w = lock(&WRITER);
+    let buf = std::mem::take(&mut *lock(&PENDING));
+    if !buf.is_empty() {
+        // Nothing better to do with an error writing to stderr than to drop the lines.
+        let _ = std::io::stderr().lock().write_all(&buf);
+    }
+}
+
+/// Logs a line, written at once (after any buffered lines before it).
 pub fn log(level: Level, msg: &str, fields: &[(&str, Val<'_>)]) {
+    emit(level, msg, fields, false);
+}
+
+/// Logs a line of a kind that comes in volume under load (the request log): buffered when
+/// the server buffers, except errors.
+pub fn log_batched(level: Level, msg: &str, fields: &[(&str, Val<'_>)]) {
+    emit(level, msg, fields, true);
+}
+
+fn emit(level: Level, msg: &str, fields: &[(&str, Val<'_>)], batched: bool) {
     if !enabled(level) {
         return;
     }
@@ -160,8 +232,23 @@ pub fn log(level: Level, msg: &str, fields: &[(&str, Val<'_>)]) {
         JSON.load(Ordering::Relaxed),
         JOURNAL.load(Ordering::Relaxed),
     );
-    // eprintln! (not a raw stderr handle) so test harnesses capture it.
-    eprintln!("{line}");
+    if !BUFFERED.load(Ordering::Relaxed) {
+        // eprintln! (not a raw stderr handle) so test harnesses capture it.
+        eprintln!("{line}");
+        return;
+    }
+    let wake = {
+        let mut b = lock(&PENDING);
+        let was_empty = b.is_empty();
+        b.extend_from_slice(line.as_bytes());
+        b.push(b'\n');
+        was_empty || b.len() >= FLUSH_BYTES
+    };
+    if !batched || level == Level::Error {
+        flush();
+    } else if wake {
+        WAKE.notify_one();
+    }
 }
 
 #[macro_export]

@@ -12,7 +12,9 @@ fn main() -> ExitCode {
     if raw.first().is_some_and(|a| a == "publish") {
         return ExitCode::from(chartroom::publish::cli::main(&raw[1..]));
     }
-    match run() {
+    let res = run();
+    chartroom::log::flush();
+    match res {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             // Through the logger, so under journald the line carries the error priority.
@@ -105,6 +107,7 @@ fn run() -> anyhow::Result<()> {
             Ok(())
         });
     }
+    chartroom::log::set_buffered();
     runtime.block_on(daemon::run(args, cfg))?;
     Ok(())
 }

@@ -363,7 +363,32 @@ impl Repo {
         progress
             .to_read
             .fetch_add(to_fetch.len() as u64, Ordering::Relaxed);
-        let results: Vec<Result<Option<(String, Object)>, StorageError>> =
+        let local: Option<Vec<_>> = to_fetch
+            .iter()
+            .map(|m| {
+                let path = join(&key, &m.name);
+                storage.local_file(&path).map(|f| (m.clone(), f, path))
+            })
+            .collect();
+        let results: Vec<Result<Option<(String, Object)>, StorageError>> = if let Some(local) =
+            local
+        {
+            let batches: Vec<Vec<_>> = local.chunks(LOCAL_BATCH).map(<[_]>::to_vec).collect();
+            let nested: Vec<Vec<_>> = futures_util::stream::iter(batches.into_iter().map(|b| {
+                let url_prefix = url_prefix.clone();
+                let limits = settings.chart_limits;
+                async move {
+                    let n = b.len() as u64;
+                    let r = read_local_batch(b, &url_prefix, limits).await;
+                    progress.read.fetch_add(n, Ordering::Relaxed);
+                    r
+                }
+            }))
+            .buffer_unordered(limit)
+            .collect()
+            .await;
+            nested.into_iter().flatten().collect()
+        } else {
             futures_util::stream::iter(to_fetch.into_iter().map(|meta| {
                 let key = key.clone();
                 let url_prefix = url_prefix.clone();
@@ -376,7 +401,8 @@ impl Repo {
             }))
             .buffer_unordered(limit)
             .collect()
-            .await;
+            .await
+        };
         let mut fetched = Vec::with_capacity(results.len());
         for r in results {
             if let Some(obj) = r? {
@@ -467,6 +493,9 @@ impl Repo {
 }
 
 /// Downloads and reads one package; `None` when it vanished meanwhile.
+/// Packages one blocking task reads and parses when storage is a local directory.
+const LOCAL_BATCH: usize = 32;
+
 async fn read_object(
     storage: &dyn Storage,
     key: &str,
@@ -480,13 +509,43 @@ async fn read_object(
         Err(StorageError::NotFound(_)) => return Ok(None),
         Err(e) => return Err(e),
     };
-    let parsed = chart::parse_off_thread(move || {
-        chart::read_metadata_with(&data, &limits).map(|md| {
-            let digest = sha256_hex(&data);
-            (md, digest)
-        })
+    let url_prefix = url_prefix.to_string();
+    let obj =
+        chart::parse_off_thread(move || object_of(meta, &data, &url_prefix, &limits, &path)).await;
+    Ok(Some(obj))
+}
+
+/// Reads and parses packages of a backend on the local file system in one blocking task per
+/// batch: no round trip to the runtime thread between reading a file and parsing it.
+async fn read_local_batch(
+    batch: Vec<(ObjectMeta, std::path::PathBuf, String)>,
+    url_prefix: &str,
+    limits: chart::Limits,
+) -> Vec<Result<Option<(String, Object)>, StorageError>> {
+    let url_prefix = url_prefix.to_string();
+    chart::parse_off_thread(move || {
+        batch
+            .into_iter()
+            .map(|(meta, file, path)| match std::fs::read(&file) {
+                Ok(data) => Ok(Some(object_of(meta, &data, &url_prefix, &limits, &path))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(StorageError::io(&path, e)),
+            })
+            .collect()
     })
-    .await;
+    .await
+}
+
+/// The index object of package `data` listed as `meta` (an entry-less object when it is not a
+/// valid chart, with a warning).
+fn object_of(
+    meta: ObjectMeta,
+    data: &[u8],
+    url_prefix: &str,
+    limits: &chart::Limits,
+    path: &str,
+) -> (String, Object) {
+    let parsed = chart::read_metadata_with(data, limits).map(|md| (md, sha256_hex(data)));
     let entry = match parsed {
         Ok((md, digest)) => {
             let url = format!("{url_prefix}{}", meta.name);
@@ -499,18 +558,18 @@ async fn read_object(
             )))
         }
         Err(e) => {
-            warn!("invalid package in storage", "path" => &path, "error" => &e.to_string());
+            warn!("invalid package in storage", "path" => path, "error" => &e.to_string());
             None
         }
     };
-    Ok(Some((
-        meta.name.clone(),
+    (
+        meta.name,
         Object {
             size: meta.size,
             modified_ns: meta.modified_ns,
             entry,
         },
-    )))
+    )
 }
 
 /// The longest error message (and repository name) a log line carries.

@@ -233,7 +233,7 @@ impl App {
                 } else {
                     format!("{elapsed:?}")
                 };
-                log::log(
+                log::log_batched(
                     level,
                     "request",
                     &[

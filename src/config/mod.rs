@@ -237,6 +237,8 @@ pub struct Config {
     pub json_index: bool,
     pub chart_url: String,
     pub index_limit: usize,
+    /// `downloadcachebytes`: memory for recently downloaded packages (0: no cache).
+    pub download_cache_bytes: usize,
     pub always_regenerate: bool,
     pub gen_index: bool,
     pub disable_api: bool,
@@ -1065,6 +1067,7 @@ impl Values {
             json_index: self.boolean("json-index")?,
             chart_url,
             index_limit: self.int("indexlimit")? as usize,
+            download_cache_bytes: self.int("downloadcachebytes")? as usize,
             always_regenerate: self.boolean("always-regenerate-chart-index")?,
             gen_index: self.boolean("genindex")?,
             disable_api: self.boolean("disableapi")?,

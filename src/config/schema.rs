@@ -733,6 +733,14 @@ pub static KEYS: &[Key] = &[
         "How many packages are read from storage at once while indexing; 0 means the default (8).",
     ),
     k(
+        "downloadcachebytes",
+        Int,
+        "67108864",
+        "download-cache-bytes",
+        "DOWNLOAD_CACHE_BYTES",
+        "Memory for recently downloaded packages, in bytes, served without reading storage (packages over an eighth of it are not kept; 0 = no cache). Dropped when chartroom replaces or deletes a package, and at a refresh when storage no longer holds it.",
+    ),
+    k(
         "always-regenerate-chart-index",
         Bool,
         "false",
@@ -1080,6 +1088,7 @@ pub fn section(key: &Key) -> &'static str {
         ("enablemetrics" | "metricslisten", _) => "Metrics",
         ("maxuploadsize" | "maxdecompressedchartsize" | "maxdecompressedfilesize", _) => "Limits",
         ("maxstorageobjects" | "per-chart-limit" | "indexlimit" | "maxtenants", _) => "Limits",
+        ("downloadcachebytes", _) => "Limits",
         ("depth" | "depthdynamic", _) => "Repositories (multitenancy)",
         _ if k.starts_with("basicauth.") || k.starts_with("auth") || k == "bearerauth" => {
             "Authentication"

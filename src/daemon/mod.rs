@@ -50,20 +50,25 @@ impl From<StorageError> for DaemonError {
     }
 }
 
-/// Builds the storage backend a configuration names.
+/// Builds the storage backend a configuration names,
+/// with the download cache (`downloadcachebytes`) in front of it.
 pub fn build_storage(cfg: &Config) -> Result<Arc<dyn Storage>, StorageError> {
-    match &cfg.storage {
-        StorageConfig::Local { rootdir } => Ok(Arc::new(LocalStorage::new(rootdir)?)),
-        StorageConfig::OpenStack { .. } => Ok(Arc::new(SwiftStorage::from_config(&cfg.storage)?)),
-        StorageConfig::Amazon { .. } => Ok(Arc::new(S3Storage::from_config(&cfg.storage)?)),
-        StorageConfig::Microsoft { .. } => Ok(Arc::new(AzureStorage::from_config(&cfg.storage)?)),
-        StorageConfig::Etcd { .. } => Ok(Arc::new(crate::storage::etcd::EtcdStorage::from_config(
+    let backend: Arc<dyn Storage> = match &cfg.storage {
+        StorageConfig::Local { rootdir } => Arc::new(LocalStorage::new(rootdir)?),
+        StorageConfig::OpenStack { .. } => Arc::new(SwiftStorage::from_config(&cfg.storage)?),
+        StorageConfig::Amazon { .. } => Arc::new(S3Storage::from_config(&cfg.storage)?),
+        StorageConfig::Microsoft { .. } => Arc::new(AzureStorage::from_config(&cfg.storage)?),
+        StorageConfig::Etcd { .. } => Arc::new(crate::storage::etcd::EtcdStorage::from_config(
             &cfg.storage,
-        )?)),
-        StorageConfig::Google { .. } => Ok(Arc::new(
+        )?),
+        StorageConfig::Google { .. } => Arc::new(
             crate::storage::google::GoogleStorage::from_config(&cfg.storage)?,
-        )),
-    }
+        ),
+    };
+    Ok(crate::storage::cached::cached(
+        backend,
+        cfg.download_cache_bytes,
+    ))
 }
 
 /// Builds a registry and checks it works: the storage can be listed and, for a single

@@ -255,6 +255,10 @@ impl Storage for Metered {
     fn request_stats(&self) -> Option<RequestStats> {
         self.inner.request_stats()
     }
+
+    fn local_file(&self, path: &str) -> Option<std::path::PathBuf> {
+        self.inner.local_file(path)
+    }
 }
 
 #[cfg(test)]

@@ -319,6 +319,10 @@ impl Storage for LocalStorage {
         .await
     }
 
+    fn local_file(&self, path: &str) -> Option<PathBuf> {
+        self.full(path).ok()
+    }
+
     async fn get(&self, path: &str) -> Result<Bytes> {
         let full = self.full(path)?;
         match tokio::fs::read(&full).await {

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use futures_util::Stream;
 
 pub mod azure;
+pub mod cached;
 pub mod etcd;
 pub mod google;
 pub mod local;
@@ -161,6 +162,12 @@ pub trait Storage: Send + Sync + 'static {
     /// the service could not be reached, until a call succeeds again. The default (for
     /// backends without a remote service) is `None`.
     fn problem(&self) -> Option<String> {
+        None
+    }
+
+    /// The file holding object `path`, for a backend on the local file system, so that bulk
+    /// readers (indexing) read it in the blocking task that parses it; `None` for the others.
+    fn local_file(&self, _path: &str) -> Option<PathBuf> {
         None
     }
 

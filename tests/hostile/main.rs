@@ -8,6 +8,7 @@ mod common;
 mod auth;
 mod azure;
 mod bearer;
+mod cache;
 mod etcd;
 mod gcs;
 mod memory;
