@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Packaging test: orig tarball -> gbp import-orig -> gbp buildpackage with no network ->
-# lintian -> checks of the source package, the .deb's contents and its maintainer scripts.
+# Packaging test: orig tarball -> gbp import-orig -> gbp buildpackage --git-pbuilder (a clean
+# bookworm chroot, Debian's Rust toolchain, no network) -> lintian -> checks of the source
+# package, the .deb's contents and its maintainer scripts.
 #
 #   sudo tests/packaging/build.sh
 #
 # Runs as root on Debian 12 (installs its tools with apt-get), non-interactively. It needs
-# crates.io once (cargo vendor, or the local cargo cache); the package build itself runs in
-# a network namespace of its own (unshare --net) with only a loopback interface.
+# crates.io once (cargo vendor with the host's cargo, or the local cargo cache) and the Debian
+# mirror to make the pbuilder base once (tests/packaging/pbuilder-build.sh, cached in
+# /var/cache/chartroom-test/pbuilder); the package build itself has no network (USENETWORK=no).
 #
 # Environment:
 #   CHARTROOM_PKG_SRC   source tree to package (default: this checkout, working tree as is:
@@ -16,12 +18,16 @@
 #                       tests/packaging/install-test.sh takes the .deb from there
 #   DEB_BUILD_OPTIONS   passed to the build (default: parallel=<cores>; add nocheck to skip
 #                       the unit tests run during the build)
+#   CHARTROOM_PKG_BUILDER  pbuilder (default): the clean chroot; rustup: the fallback, a build
+#                       on this host with the rustup toolchain (~/.cargo/bin) and the
+#                       pkg.chartroom.rustup profile, in a network namespace (unshare --net)
 # Last line: "packaging: N passed, M failed"; exit status 0 only if nothing failed.
 set -uo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 SRC=${CHARTROOM_PKG_SRC:-$(cd "$here/../.." && pwd)}
 WORK=${CHARTROOM_PKG_WORK:-/var/tmp/chartroom-packaging}
+BUILDER=${CHARTROOM_PKG_BUILDER:-pbuilder}
 OUT=${CHARTROOM_PKG_OUT:-$WORK/out}
 export DEB_BUILD_OPTIONS=${DEB_BUILD_OPTIONS-parallel=$(nproc)}
 export DEBIAN_FRONTEND=noninteractive LC_ALL=C.UTF-8
@@ -70,7 +76,7 @@ mkdir -p "$WORK/logs" "$OUT"
 install_tools() {
 	local need=() p
 	for p in debhelper git-buildpackage lintian devscripts fakeroot build-essential git \
-		xz-utils python3 man-db bc iproute2 util-linux curl ca-certificates; do
+		xz-utils python3 man-db bc iproute2 util-linux curl ca-certificates pbuilder; do
 		dpkg -s "$p" > /dev/null 2>&1 || need+=("$p")
 	done
 	if [ ${#need[@]} -gt 0 ]; then
@@ -83,7 +89,8 @@ start=$(date +%s)
 install_tools > "$WORK/logs/tools.log" 2>&1 || { tail -20 "$WORK/logs/tools.log"; fatal "installing the packaging tools"; }
 timings+=("$(printf '%-22s %6.1f s' tools "$(( $(date +%s) - start ))")")
 
-# The Rust toolchain: Debian 12's is too old; use the rustup one (installed if missing).
+# The host's Rust toolchain, for cargo vendor (debian/make-orig) and the rustup fallback
+# build: the rustup one (installed if missing). The pbuilder build uses Debian's, in the chroot.
 export PATH="$HOME/.cargo/bin:$PATH"
 rust_min=$(sed -n 's/^rust-version *= *"\([^"]*\)".*/\1/p' "$SRC/Cargo.toml")
 have_rust() {
@@ -157,15 +164,27 @@ tree_matches_orig() {
 check "debian/latest = orig tarball + debian/" tree_matches_orig
 
 # --- offline build -----------------------------------------------------------------------
-check "the build namespace has no network" \
-	unshare --net -- sh -c '! curl -s -m 5 -o /dev/null https://index.crates.io/config.json'
-offline_build() {
-	unshare --net -- sh -c 'ip link set lo up 2>/dev/null; exec gbp buildpackage'
-}
-timed build offline_build || fatal "gbp buildpackage (offline, DEB_BUILD_OPTIONS=$DEB_BUILD_OPTIONS)"
+if [ "$BUILDER" = pbuilder ]; then
+	# The base is made once (debootstrap + the toolchain) and cached.
+	timed pbuilder-base "$here/pbuilder-build.sh" base || fatal "pbuilder base ($here/pbuilder-build.sh base)"
+	timed build "$here/pbuilder-build.sh" build ||
+		fatal "gbp buildpackage --git-pbuilder (DEB_BUILD_OPTIONS=$DEB_BUILD_OPTIONS)"
+	check "the chroot build had no network (pbuilder USENETWORK=no)" \
+		grep -q 'network access will be disabled during build' "$WORK/logs/build.log"
+	check "built with Debian's toolchain (/usr/bin/cargo of cargo-web or cargo)" \
+		grep -q 'debian/rules: using /usr/bin/cargo (cargo 1\.' "$WORK/logs/build.log"
+else
+	check "the build namespace has no network" \
+		unshare --net -- sh -c '! curl -s -m 5 -o /dev/null https://index.crates.io/config.json'
+	offline_build() {
+		unshare --net -- sh -c 'ip link set lo up 2>/dev/null; exec gbp buildpackage \
+			--git-builder="debuild --no-lintian --prepend-path=$HOME/.cargo/bin -i -I -us -uc --build-profiles=pkg.chartroom.rustup"'
+	}
+	timed build offline_build || fatal "gbp buildpackage (offline, DEB_BUILD_OPTIONS=$DEB_BUILD_OPTIONS)"
+fi
 area=$WORK/build-area
 deb=$(ls "$area"/chartroom_"$debver"_*.deb 2>/dev/null | head -1)
-changes=$(ls "$area"/chartroom_"$debver"_*.changes 2>/dev/null | head -1)
+changes=$(ls "$area"/chartroom_"$debver"_*.changes 2>/dev/null | grep -v _source.changes | head -1)
 dsc=$area/chartroom_$debver.dsc
 check "binary package built" test -s "$deb"
 check "source package built (.dsc, orig, debian.tar.xz)" \
