@@ -77,14 +77,31 @@ impl Server {
         format!("http://127.0.0.1:{}", self.port)
     }
 
-    /// Requests `METHOD PATH` in the server's log so far.
+    /// Requests `METHOD PATH` in the server's log so far. Request lines are written in
+    /// batches, in order: a marker request of our own is sent first and waited for, so every
+    /// line before it is in the file.
     fn count(&self, method: &str, path: &str) -> usize {
-        let needle = format!("request method={method} path={path} ");
-        std::fs::read_to_string(&self.log)
-            .unwrap()
-            .lines()
-            .filter(|l| l.contains(&needle))
-            .count()
+        let marker = format!(
+            "/test-marker-{}",
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos()
+        );
+        get(self.port, &marker);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let text = std::fs::read_to_string(&self.log).unwrap();
+            if text.contains(&format!("path={marker} ")) {
+                let needle = format!("request method={method} path={path} ");
+                return text.lines().filter(|l| l.contains(&needle)).count();
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "marker request {marker} not logged within 10 s:\n{text}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
     }
 
     /// name-version of every entry of an index.yaml.

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 import shutil
 import subprocess
 from pathlib import Path
@@ -59,7 +60,15 @@ def chart_versions(charts: Path) -> dict[str, list[str]]:
 
 
 def get_count(server, path: str) -> int:
-    return len(re.findall(rf"request method=GET path={re.escape(path)} ", server.log_path.read_text()))
+    """GETs of ``path`` in the server's request log. Request lines are written in batches, in
+    order: a marker request is sent first and waited for, so every earlier line is there."""
+    marker = "/test-marker-%d" % time.monotonic_ns()
+    server.get(marker)
+    deadline = time.monotonic() + 10
+    while f"path={marker} " not in (text := server.log_path.read_text()):
+        assert time.monotonic() < deadline, "marker request not logged within 10 s"
+        time.sleep(0.02)
+    return len(re.findall(rf"request method=GET path={re.escape(path)} ", text))
 
 
 @pytest.fixture
