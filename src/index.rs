@@ -45,6 +45,54 @@ impl Entry {
         })
     }
 
+    /// An entry from the texts [`Entry::from_value`] rendered for it earlier (as a state file
+    /// keeps them), without parsing and rendering again. `None` unless the JSON names exactly
+    /// `file` and carries `url` as its only URL, and the YAML fragment is one item of the
+    /// chart's list (first line `  - `, every other line indented further) carrying `url`:
+    /// the caller then renders the entry again from its JSON.
+    pub fn from_rendered(json: &str, yaml: &str, file: &str, url: &str) -> Option<Entry> {
+        #[derive(serde::Deserialize)]
+        struct Names<'a> {
+            #[serde(borrow)]
+            name: std::borrow::Cow<'a, str>,
+            #[serde(borrow)]
+            version: std::borrow::Cow<'a, str>,
+        }
+        let names: Names = serde_json::from_str(json).ok()?;
+        let (name, version) = (names.name, names.version);
+        if file.len() != name.len() + version.len() + 5
+            || !file.starts_with(name.as_ref())
+            || file[name.len()..] != format!("-{version}.tgz")
+        {
+            return None;
+        }
+        if !json.contains(&format!("\"urls\":[{}]", json_str(url))) {
+            return None;
+        }
+        let mut lines = yaml.split_inclusive('\n');
+        let first_ok = lines.next().is_some_and(|l| l.starts_with("  - "));
+        if !first_ok
+            || !yaml.ends_with('\n')
+            || !lines.all(|l| l.starts_with("    "))
+            || !yaml.contains(&format!("- {}\n", crate::yaml::scalar_str(url)))
+        {
+            return None;
+        }
+        Some(Entry {
+            sort_key: Version::parse(&version).ok(),
+            name: name.into_owned(),
+            version: version.into_owned(),
+            file: file.to_string(),
+            yaml: yaml.into(),
+            json: json.into(),
+        })
+    }
+
+    /// The entry's item of index.yaml (see [`Entry::from_rendered`]).
+    pub fn yaml(&self) -> &str {
+        &self.yaml
+    }
+
     pub fn new(meta: &Metadata, digest: &str, created_ns: i64, file: &str, url: &str) -> Entry {
         let mut obj = match serde_json::to_value(meta) {
             Ok(Value::Object(m)) => m,
@@ -566,6 +614,88 @@ mod tests {
         #[test]
         fn any_string_in_both_index_forms(key in ".{0,20}", value in proptest::prelude::any::<String>()) {
             index_round_trip(&key, &value);
+        }
+    }
+
+    /// What a state file keeps of an entry (its JSON and YAML texts) gives the same entry
+    /// back, for hostile strings too.
+    #[test]
+    fn rendered_texts_round_trip() {
+        for v in crate::yaml::tests::HOSTILE {
+            let e = Entry::new(
+                &hostile_meta(v, v),
+                "abc",
+                0,
+                "h-1.0.0.tgz",
+                "charts/h-1.0.0.tgz",
+            );
+            let back = Entry::from_rendered(&e.json, e.yaml(), "h-1.0.0.tgz", "charts/h-1.0.0.tgz")
+                .unwrap_or_else(|| panic!("refused its own texts for {v:?}"));
+            assert_eq!((&*back.json, back.yaml()), (&*e.json, e.yaml()));
+            assert_eq!((back.name.as_str(), back.version.as_str()), ("h", "1.0.0"));
+        }
+    }
+
+    /// Texts that do not fit the file, the URL or the shape of one list item are refused (the
+    /// caller renders the entry again from its JSON).
+    #[test]
+    fn rendered_texts_must_fit() {
+        let url = "charts/h-1.0.0.tgz";
+        let e = Entry::new(&hostile_meta("k", "v"), "abc", 0, "h-1.0.0.tgz", url);
+        let (json, yaml) = (&*e.json, e.yaml());
+        let refused = |j: &str, y: &str, file: &str, u: &str| {
+            assert!(
+                Entry::from_rendered(j, y, file, u).is_none(),
+                "{j:?} {y:?} {file} {u}"
+            )
+        };
+        refused(json, yaml, "h-1.0.1.tgz", "charts/h-1.0.1.tgz");
+        refused(json, yaml, "g-1.0.0.tgz", "charts/g-1.0.0.tgz");
+        refused(
+            json,
+            yaml,
+            "h-1.0.0.tgz",
+            "https://elsewhere/charts/h-1.0.0.tgz",
+        );
+        // A second list item, a key at the top level, a missing final newline.
+        refused(
+            json,
+            &format!("{yaml}  - name: other\n"),
+            "h-1.0.0.tgz",
+            url,
+        );
+        refused(
+            json,
+            &format!("{yaml}serverInfo: {{}}\n"),
+            "h-1.0.0.tgz",
+            url,
+        );
+        refused(json, yaml.trim_end(), "h-1.0.0.tgz", url);
+        refused(
+            json,
+            &yaml.replace("- charts/h-1.0.0.tgz", "- charts/x.tgz"),
+            "h-1.0.0.tgz",
+            url,
+        );
+        refused("{\"name\":1}", yaml, "h-1.0.0.tgz", url);
+        refused("not json", yaml, "h-1.0.0.tgz", url);
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(500))]
+        /// Any texts give an entry or `None`, never a panic; an entry always names its file.
+        #[test]
+        fn rendered_texts_of_any_kind(
+            name in "[a-z.-]{0,6}", version in ".{0,8}", rest in ".{0,30}", yaml in ".{0,60}",
+            file in ".{0,20}",
+        ) {
+            let json = format!("{{\"name\":{},\"version\":{},\"x\":{}}}",
+                json_str(&name), json_str(&version), json_str(&rest));
+            for (j, f) in [(json.as_str(), file.as_str()), (rest.as_str(), file.as_str())] {
+                if let Some(e) = Entry::from_rendered(j, &yaml, f, &format!("charts/{f}")) {
+                    proptest::prop_assert_eq!(format!("{}-{}.tgz", e.name, e.version), f);
+                }
+            }
         }
     }
 

@@ -23,9 +23,12 @@ use crate::storage::{ObjectMeta, Storage, StorageError, join};
 /// modification time match the listing. Anything else is read again from storage.
 pub const STATE_FILE: &str = "chartroom-state.json";
 /// Bumped when the file's layout or the way a package is read changes: 2 added the checksum
-/// and reads Chart.yaml as Helm reads it. Files of another version are ignored, so every
-/// package is read once more from storage.
-pub const STATE_FORMAT: &str = "chartroom-state/2";
+/// and reads Chart.yaml as Helm reads it; 3 adds each entry's rendered index.yaml item, so
+/// that a start need not render it again. Format 2 files are still read (their entries are
+/// rendered from the JSON); files of another version are ignored, so every package is read
+/// once more from storage.
+pub const STATE_FORMAT: &str = "chartroom-state/3";
+const STATE_FORMAT_2: &str = "chartroom-state/2";
 const DEFAULT_FETCH_CONCURRENCY: usize = 8;
 
 /// Settings every repository of a registry shares.
@@ -119,11 +122,65 @@ struct StateFormat {
     format: String,
 }
 
+/// One object of a state file. `yaml` (format 3) is the entry's item of index.yaml as it was
+/// rendered; without it (format 2) the entry is rendered again from its JSON.
 #[derive(Deserialize)]
-struct StateObject {
+struct StateObject<'a> {
     size: u64,
     modified_ns: i64,
-    entry: Option<serde_json::Map<String, serde_json::Value>>,
+    #[serde(borrow)]
+    entry: Option<&'a serde_json::value::RawValue>,
+    #[serde(borrow, default)]
+    yaml: Option<std::borrow::Cow<'a, str>>,
+}
+
+/// What a state file gave: the objects to put in the index, and how many were not trusted.
+struct StateLoad {
+    objects: Vec<(String, Object)>,
+    distrusted: usize,
+}
+
+/// Parses a state file and builds its entries (in a blocking task: this is the bulk of a
+/// start with state files).
+fn load_state_objects(data: &[u8], url_prefix: &str) -> Result<StateLoad, StateFileError> {
+    let objects = parse_state(data)?;
+    let mut out = StateLoad {
+        objects: Vec::with_capacity(objects.len()),
+        distrusted: 0,
+    };
+    for (file, obj) in objects {
+        if !file.ends_with(".tgz") || !chart::is_plain_file_name(&file) {
+            out.distrusted += 1;
+            continue;
+        }
+        let url = format!("{url_prefix}{file}");
+        // An unreadable package (no entry) is read again: it may have been fixed, and a
+        // `null` must never hide a chart. An entry must name exactly its own file.
+        let entry = obj.entry.and_then(|raw| {
+            let rendered = obj
+                .yaml
+                .as_deref()
+                .and_then(|y| Entry::from_rendered(raw.get(), y, &file, &url));
+            rendered.or_else(|| {
+                let map = serde_json::from_str(raw.get()).ok()?;
+                Entry::from_value(map, &file, &url)
+                    .filter(|e| format!("{}-{}.tgz", e.name, e.version) == file)
+            })
+        });
+        let Some(entry) = entry else {
+            out.distrusted += 1;
+            continue;
+        };
+        out.objects.push((
+            file,
+            Object {
+                size: obj.size,
+                modified_ns: obj.modified_ns,
+                entry: Some(Arc::new(entry)),
+            },
+        ));
+    }
+    Ok(out)
 }
 
 impl Repo {
@@ -259,42 +316,25 @@ impl Repo {
                 return;
             }
         };
-        let objects = match parse_state(&data) {
-            Ok(o) => o,
+        let url_prefix = self.index().layout.url_prefix.clone();
+        let loaded = chart::parse_off_thread(move || load_state_objects(&data, &url_prefix)).await;
+        let StateLoad {
+            objects,
+            distrusted,
+        } = match loaded {
+            Ok(l) => l,
             Err(e) => {
                 warn!("state file not used; rebuilding from storage", "path" => &path,
                     "reason" => &shorten(&e.to_string(), MAX_LOGGED_ERROR));
                 return;
             }
         };
+        let n = objects.len();
         let mut idx = self.index();
-        let (mut n, mut distrusted) = (0usize, 0usize);
         for (file, obj) in objects {
-            if !file.ends_with(".tgz") || !chart::is_plain_file_name(&file) {
-                distrusted += 1;
-                continue;
-            }
-            let url = idx.url_for(&file);
-            // An unreadable package (no entry) is read again: it may have been fixed, and a
-            // `null` must never hide a chart. An entry must name exactly its own file.
-            let entry = obj
-                .entry
-                .and_then(|e| Entry::from_value(e, &file, &url))
-                .filter(|e| format!("{}-{}.tgz", e.name, e.version) == file);
-            let Some(entry) = entry else {
-                distrusted += 1;
-                continue;
-            };
-            idx.upsert(
-                &file,
-                Object {
-                    size: obj.size,
-                    modified_ns: obj.modified_ns,
-                    entry: Some(Arc::new(entry)),
-                },
-            );
-            n += 1;
+            idx.upsert(&file, obj);
         }
+        drop(idx);
         if distrusted > 0 {
             debug!("state file entries not trusted; reading those packages again",
                 "path" => &path, "entries" => distrusted);
@@ -469,7 +509,11 @@ impl Repo {
                     obj.size, obj.modified_ns
                 ));
                 match &obj.entry {
-                    Some(e) => out.push_str(&e.json),
+                    Some(e) => {
+                        out.push_str(&e.json);
+                        out.push_str(",\"yaml\":");
+                        out.push_str(&serde_json::to_string(e.yaml()).unwrap_or_default());
+                    }
                     None => out.push_str("null"),
                 }
                 out.push('}');
@@ -616,7 +660,11 @@ enum StateFileError {
 
 /// The start of a state file, up to its checksum.
 fn state_head() -> String {
-    format!("{{\"format\":\"{STATE_FORMAT}\",\"sha256\":\"")
+    state_head_of(STATE_FORMAT)
+}
+
+fn state_head_of(format: &str) -> String {
+    format!("{{\"format\":\"{format}\",\"sha256\":\"")
 }
 const STATE_MIDDLE: &str = "\",\"objects\":";
 
@@ -636,9 +684,11 @@ fn state_document(objects: &str) -> String {
 
 /// Reads a state file written by [`state_document`]: checks its format and checksum, then
 /// parses the objects.
-fn parse_state(data: &[u8]) -> Result<HashMap<String, StateObject>, StateFileError> {
-    let head = state_head();
-    let Some(rest) = data.strip_prefix(head.as_bytes()) else {
+fn parse_state(data: &[u8]) -> Result<HashMap<String, StateObject<'_>>, StateFileError> {
+    let rest = data
+        .strip_prefix(state_head().as_bytes())
+        .or_else(|| data.strip_prefix(state_head_of(STATE_FORMAT_2).as_bytes()));
+    let Some(rest) = rest else {
         return Err(match serde_json::from_slice::<StateFormat>(data) {
             Ok(f) => StateFileError::Format(f.format),
             Err(_) => StateFileError::Shape,
@@ -967,6 +1017,90 @@ mod tests {
             &format!("{name}/Chart.yaml"),
             &format!("apiVersion: v2\nname: {name}\nversion: {version}\n"),
         )])
+    }
+
+    /// A state file's objects, as [`Repo::save_state`] writes them, for `entries` rendered
+    /// under `url_prefix`; `yaml` false leaves out the rendered items (format 2).
+    fn state_objects(entries: &[Entry], yaml: bool) -> String {
+        let parts: Vec<String> = entries
+            .iter()
+            .map(|e| {
+                let y = if yaml {
+                    format!(",\"yaml\":{}", serde_json::to_string(e.yaml()).unwrap())
+                } else {
+                    String::new()
+                };
+                format!(
+                    "{}:{{\"size\":1,\"modified_ns\":2,\"entry\":{}{y}}}",
+                    serde_json::to_string(&e.file).unwrap(),
+                    e.json
+                )
+            })
+            .collect();
+        format!("{{{}}}", parts.join(","))
+    }
+
+    fn entry(name: &str, version: &str, url_prefix: &str) -> Entry {
+        let md = crate::chart::read_metadata(&package(name, version)).unwrap();
+        let file = format!("{name}-{version}.tgz");
+        Entry::new(&md, "abc", 5, &file, &format!("{url_prefix}{file}"))
+    }
+
+    /// Format 3 keeps each rendered item; format 2 files (no items) are still read, and a
+    /// changed chart URL, a tampered item or an entry of another file is rendered again or
+    /// distrusted, never served as it stands.
+    #[test]
+    fn state_entries_are_rendered_again_when_they_do_not_fit() {
+        let fresh = [
+            entry("a", "1.0.0", "charts/"),
+            entry("b", "2.0.0", "charts/"),
+        ];
+        let loaded = |doc: String, prefix: &str| {
+            let l = load_state_objects(doc.as_bytes(), prefix).unwrap();
+            let mut got: Vec<(String, String, String)> = l
+                .objects
+                .into_iter()
+                .map(|(f, o)| {
+                    let e = o.entry.unwrap();
+                    (f, e.json.to_string(), e.yaml().to_string())
+                })
+                .collect();
+            got.sort();
+            (got, l.distrusted)
+        };
+        let want = |entries: &[Entry]| -> Vec<(String, String, String)> {
+            entries
+                .iter()
+                .map(|e| (e.file.clone(), e.json.to_string(), e.yaml().to_string()))
+                .collect()
+        };
+        // Format 3 and format 2.
+        let v3 = state_document(&state_objects(&fresh, true));
+        assert!(v3.starts_with("{\"format\":\"chartroom-state/3\""));
+        assert_eq!(loaded(v3.clone(), "charts/"), (want(&fresh), 0));
+        let v2 = state_document(&state_objects(&fresh, false)).replace("state/3", "state/2");
+        assert_eq!(loaded(v2, "charts/"), (want(&fresh), 0));
+        // Another chart URL: rendered again with the new one.
+        let moved = [
+            entry("a", "1.0.0", "https://x/charts/"),
+            entry("b", "2.0.0", "https://x/charts/"),
+        ];
+        assert_eq!(loaded(v3, "https://x/charts/"), (want(&moved), 0));
+        // An item that would add a version of its own (the checksum made to fit): rendered
+        // again from the JSON. (Like the JSON, an item is trusted within its own fields.)
+        let objects = state_objects(&fresh, true).replacen(
+            "    version: 1.0.0\\n",
+            "    version: 1.0.0\\n  - name: a\\n    version: 6.6.6\\n",
+            1,
+        );
+        assert!(objects.contains("6.6.6"));
+        assert_eq!(loaded(state_document(&objects), "charts/").0, want(&fresh));
+        // An entry filed under another name: distrusted (its package is read again).
+        let objects = state_objects(&fresh, true).replacen("\"a-1.0.0.tgz\"", "\"c-1.0.0.tgz\"", 1);
+        assert_eq!(
+            loaded(state_document(&objects), "charts/"),
+            (want(&fresh[1..]), 1)
+        );
     }
 
     #[test]
