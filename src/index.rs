@@ -1,6 +1,10 @@
 //! The in-memory index of one repository. Each chart version is rendered once, to a YAML
-//! fragment and a JSON fragment, when it enters the index; `index.yaml` is the concatenation of
-//! those fragments, built at most once per change and then served as shared bytes.
+//! item and a JSON object, when it enters the index. A chart's versions are then kept in two
+//! blocks (its part of index.yaml, its `"name":[...]` part of the JSON forms), built after the
+//! chart changed and shared by every answer; an entry's own texts are slices of those blocks,
+//! so each text is held once. `index.yaml` and `GET /api/charts` are sent as the chart blocks
+//! one after the other: a change costs the rebuilding of one chart's blocks, never a copy of
+//! the whole index.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -21,9 +25,28 @@ pub struct Entry {
     pub file: String,
     sort_key: Option<Version>,
     /// `- apiVersion: ...` item, indented to sit under `  <name>:` in index.yaml.
-    yaml: Box<str>,
+    yaml: Text,
     /// Compact JSON object (Helm's ChartVersion).
-    pub json: Box<str>,
+    json: Text,
+}
+
+/// UTF-8 text held in shared bytes: rendered on its own, or a slice of a chart's block.
+#[derive(Debug, Clone)]
+struct Text(Bytes);
+
+impl Text {
+    fn new(s: String) -> Text {
+        Text(Bytes::from(s))
+    }
+
+    fn as_str(&self) -> &str {
+        // Always built from a `String` or sliced at the boundaries of one.
+        std::str::from_utf8(&self.0).unwrap_or_default()
+    }
+
+    fn len(&self) -> usize {
+        self.0.len()
+    }
 }
 
 impl Entry {
@@ -40,8 +63,8 @@ impl Entry {
             name,
             version,
             file: file.to_string(),
-            yaml: yaml.into(),
-            json: json.into(),
+            yaml: Text::new(yaml),
+            json: Text::new(json),
         })
     }
 
@@ -83,14 +106,36 @@ impl Entry {
             name: name.into_owned(),
             version: version.into_owned(),
             file: file.to_string(),
-            yaml: yaml.into(),
-            json: json.into(),
+            yaml: Text::new(yaml.to_string()),
+            json: Text::new(json.to_string()),
         })
     }
 
     /// The entry's item of index.yaml (see [`Entry::from_rendered`]).
     pub fn yaml(&self) -> &str {
-        &self.yaml
+        self.yaml.as_str()
+    }
+
+    /// The entry's JSON object (Helm's ChartVersion).
+    pub fn json(&self) -> &str {
+        self.json.as_str()
+    }
+
+    /// The same JSON as shared bytes (no copy).
+    pub fn json_bytes(&self) -> Bytes {
+        self.json.0.clone()
+    }
+
+    /// The same entry with its texts in other bytes (slices of its chart's blocks).
+    fn with_texts(&self, yaml: Bytes, json: Bytes) -> Entry {
+        Entry {
+            name: self.name.clone(),
+            version: self.version.clone(),
+            file: self.file.clone(),
+            sort_key: self.sort_key.clone(),
+            yaml: Text(yaml),
+            json: Text(json),
+        }
     }
 
     pub fn new(meta: &Metadata, digest: &str, created_ns: i64, file: &str, url: &str) -> Entry {
@@ -110,8 +155,8 @@ impl Entry {
             version: meta.version.clone(),
             file: file.to_string(),
             sort_key: None,
-            yaml: "".into(),
-            json: "{}".into(),
+            yaml: Text::new(String::new()),
+            json: Text::new("{}".into()),
         })
     }
 
@@ -168,77 +213,150 @@ pub struct Layout {
 pub struct RepoIndex {
     pub layout: Layout,
     objects: HashMap<String, Object>,
-    charts: BTreeMap<String, Vec<Arc<Entry>>>,
-    rendered: Option<Bytes>,
+    charts: BTreeMap<String, ChartList>,
+    /// index.yaml (or the JSON index), built at most once per change.
+    rendered: Option<Pieces>,
     /// `GET /api/charts`, built at most once per change (see [`ChartsJson`]).
     charts_json: Option<Arc<ChartsJson>>,
 }
 
-/// The prepared answer of `GET /api/charts`: `{"name":[versions...],...}` as one buffer, with
-/// where each chart's `"name":[...]` part starts, so that an `offset`/`limit` window is a slice
-/// of it between `{` and `}`: no response copies the whole, however many are sent at once.
+/// The versions of one chart, newest first, and its blocks (`None` after a change, until
+/// something needs them).
+#[derive(Debug, Default)]
+struct ChartList {
+    entries: Vec<Arc<Entry>>,
+    blocks: Option<Blocks>,
+}
+
+#[derive(Debug, Clone)]
+struct Blocks {
+    /// `  name:\n` and the YAML item of every version: the chart's part of index.yaml.
+    yaml: Bytes,
+    /// `"name":[...]`: the chart's part of `GET /api/charts` and of the JSON index.
+    json: Bytes,
+    /// Where the `[...]` of `json` starts (`GET /api/charts/<name>`).
+    array_at: usize,
+}
+
+impl ChartList {
+    /// The chart's blocks, built if a change dropped them. The entries are then replaced by
+    /// copies whose texts are slices of the new blocks (and so are the `objects` that hold
+    /// them), so that each text is held once.
+    fn blocks(&mut self, name: &str, objects: &mut HashMap<String, Object>) -> Blocks {
+        if let Some(b) = &self.blocks {
+            return b.clone();
+        }
+        let head = format!("  {}:\n", yaml_key(name));
+        let mut yaml = Vec::with_capacity(
+            head.len() + self.entries.iter().map(|e| e.yaml.len()).sum::<usize>(),
+        );
+        yaml.extend_from_slice(head.as_bytes());
+        let key = json_str(name);
+        let mut json = Vec::with_capacity(
+            key.len() + 3 + self.entries.iter().map(|e| e.json.len() + 1).sum::<usize>(),
+        );
+        json.extend_from_slice(key.as_bytes());
+        json.push(b':');
+        let array_at = json.len();
+        json.push(b'[');
+        let mut spans = Vec::with_capacity(self.entries.len());
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 {
+                json.push(b',');
+            }
+            // Whole UTF-8 texts one after the other: the blocks and their slices stay UTF-8.
+            let (y, j) = (yaml.len(), json.len());
+            yaml.extend_from_slice(&e.yaml.0);
+            json.extend_from_slice(&e.json.0);
+            spans.push((y..yaml.len(), j..json.len()));
+        }
+        json.push(b']');
+        let blocks = Blocks {
+            yaml: Bytes::from(yaml),
+            json: Bytes::from(json),
+            array_at,
+        };
+        for (e, (y, j)) in self.entries.iter_mut().zip(spans) {
+            let sliced = Arc::new(e.with_texts(blocks.yaml.slice(y), blocks.json.slice(j)));
+            if let Some(obj) = objects.get_mut(&e.file) {
+                if obj.entry.as_ref().is_some_and(|o| Arc::ptr_eq(o, e)) {
+                    obj.entry = Some(sliced.clone());
+                }
+            }
+            *e = sliced;
+        }
+        self.blocks = Some(blocks.clone());
+        blocks
+    }
+}
+
+/// An answer made of shared pieces sent one after the other (no piece is copied).
+#[derive(Debug, Clone)]
+pub struct Pieces {
+    parts: Arc<[Bytes]>,
+    len: usize,
+}
+
+impl Pieces {
+    fn new(parts: Vec<Bytes>) -> Pieces {
+        let len = parts.iter().map(Bytes::len).sum();
+        Pieces {
+            parts: parts.into(),
+            len,
+        }
+    }
+
+    pub fn parts(&self) -> Arc<[Bytes]> {
+        self.parts.clone()
+    }
+
+    pub fn len(&self) -> usize {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole answer in one buffer (a copy: `--gen-index` and tests).
+    pub fn to_vec(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for p in self.parts.iter() {
+            out.extend_from_slice(p);
+        }
+        out
+    }
+}
+
+/// The prepared answer of `GET /api/charts`: each chart's `"name":[versions...]` block, so
+/// that the whole object or an `offset`/`limit` window of it is `{`, blocks separated by `,`,
+/// and `}`: no response copies them, however many are sent at once.
 #[derive(Debug)]
 pub struct ChartsJson {
-    bytes: Bytes,
-    /// `starts[i]` is the offset of chart i's part; `starts[len]` is the offset of the final
-    /// `}`. Parts are separated by one `,`.
-    starts: Vec<usize>,
+    parts: Vec<Bytes>,
 }
 
 impl ChartsJson {
-    fn build(charts: &BTreeMap<String, Vec<Arc<Entry>>>) -> ChartsJson {
-        let size: usize = charts
-            .iter()
-            .map(|(n, l)| n.len() + 8 + l.iter().map(|e| e.json.len() + 1).sum::<usize>())
-            .sum();
-        let mut out = String::with_capacity(size + 2);
-        let mut starts = Vec::with_capacity(charts.len() + 1);
-        out.push('{');
-        for (i, (name, list)) in charts.iter().enumerate() {
-            if i > 0 {
-                out.push(',');
-            }
-            starts.push(out.len());
-            out.push_str(&json_str(name));
-            out.push(':');
-            push_versions_json(&mut out, list);
-        }
-        starts.push(out.len());
-        out.push('}');
-        ChartsJson {
-            bytes: Bytes::from(out),
-            starts,
-        }
-    }
-
     /// The whole object.
-    pub fn all(&self) -> Bytes {
-        self.bytes.clone()
+    pub fn all(&self) -> Vec<Bytes> {
+        self.window(0, usize::MAX)
     }
 
-    /// The charts `offset..offset+limit` (in name order) as the pieces of one JSON object,
-    /// to be sent one after the other: `{`, a slice of the prepared bytes, `}`.
+    /// The charts `offset..offset+limit` (in name order) as the pieces of one JSON object.
     pub fn window(&self, offset: usize, limit: usize) -> Vec<Bytes> {
-        let count = self.starts.len() - 1;
+        let count = self.parts.len();
         let first = offset.min(count);
         let last = first.saturating_add(limit).min(count);
-        if first == 0 && last == count {
-            return vec![self.all()];
+        let mut out = Vec::with_capacity(2 * (last - first) + 1);
+        out.push(Bytes::from_static(b"{"));
+        for (i, p) in self.parts[first..last].iter().enumerate() {
+            if i > 0 {
+                out.push(Bytes::from_static(b","));
+            }
+            out.push(p.clone());
         }
-        if first == last {
-            return vec![Bytes::from_static(b"{}")];
-        }
-        // Part `last - 1` ends one byte (a `,`) before part `last` starts, or at the final `}`.
-        let end = if last == count {
-            self.starts[last]
-        } else {
-            self.starts[last] - 1
-        };
-        vec![
-            Bytes::from_static(b"{"),
-            self.bytes.slice(self.starts[first]..end),
-            Bytes::from_static(b"}"),
-        ]
+        out.push(Bytes::from_static(b"}"));
+        out
     }
 }
 
@@ -263,22 +381,28 @@ impl RepoIndex {
     }
 
     pub fn version_count(&self) -> usize {
-        self.charts.values().map(Vec::len).sum()
+        self.charts.values().map(|l| l.entries.len()).sum()
     }
 
-    /// Adds or replaces the object `file`.
+    fn changed(&mut self) {
+        self.rendered = None;
+        self.charts_json = None;
+    }
+
+    /// Adds or replaces the object `file`. Costs the versions of its chart, not the index.
     pub fn upsert(&mut self, file: &str, obj: Object) {
         self.remove(file);
         if let Some(entry) = &obj.entry {
             let list = self.charts.entry(entry.name.clone()).or_default();
             let pos = list
+                .entries
                 .binary_search_by(|e| e.cmp_newest_first(entry))
                 .unwrap_or_else(|p| p);
-            list.insert(pos, entry.clone());
+            list.entries.insert(pos, entry.clone());
+            list.blocks = None;
         }
         self.objects.insert(file.to_string(), obj);
-        self.rendered = None;
-        self.charts_json = None;
+        self.changed();
     }
 
     /// Removes the object `file`; returns whether it was known.
@@ -288,14 +412,14 @@ impl RepoIndex {
         };
         if let Some(entry) = old.entry {
             if let Some(list) = self.charts.get_mut(&entry.name) {
-                list.retain(|e| !Arc::ptr_eq(e, &entry));
-                if list.is_empty() {
+                list.entries.retain(|e| !Arc::ptr_eq(e, &entry));
+                list.blocks = None;
+                if list.entries.is_empty() {
                     self.charts.remove(&entry.name);
                 }
             }
         }
-        self.rendered = None;
-        self.charts_json = None;
+        self.changed();
         true
     }
 
@@ -303,11 +427,11 @@ impl RepoIndex {
     /// (metrics; builds nothing).
     pub fn size_estimate(&self) -> usize {
         match &self.rendered {
-            Some(b) => b.len(),
+            Some(p) => p.len(),
             None => self
                 .charts
                 .values()
-                .flat_map(|l| l.iter())
+                .flat_map(|l| l.entries.iter())
                 .map(|e| {
                     if self.layout.json {
                         e.json.len()
@@ -320,71 +444,62 @@ impl RepoIndex {
     }
 
     /// The serialised index (YAML, or JSON with `json`), built once per change.
-    pub fn bytes(&mut self) -> Bytes {
-        if let Some(b) = &self.rendered {
-            return b.clone();
+    pub fn pieces(&mut self) -> Pieces {
+        if let Some(p) = &self.rendered {
+            return p.clone();
         }
         let generated = timefmt::rfc3339(timefmt::now_ns(), false);
-        let out = if self.layout.json {
+        let p = if self.layout.json {
             self.render_json(&generated)
         } else {
             self.render_yaml(&generated)
         };
-        let b = Bytes::from(out);
-        self.rendered = Some(b.clone());
-        b
+        self.rendered = Some(p.clone());
+        p
     }
 
-    fn render_yaml(&self, generated: &str) -> Vec<u8> {
-        let size: usize = self
-            .charts
-            .values()
-            .flat_map(|l| l.iter().map(|e| e.yaml.len()))
-            .sum();
-        let mut out = String::with_capacity(size + 64 * self.charts.len() + 128);
-        out.push_str("apiVersion: v1\n");
-        if self.charts.is_empty() {
-            out.push_str("entries: {}\n");
+    fn render_yaml(&mut self, generated: &str) -> Pieces {
+        let mut parts = Vec::with_capacity(self.charts.len() + 2);
+        parts.push(Bytes::from_static(if self.charts.is_empty() {
+            b"apiVersion: v1\nentries: {}\n"
         } else {
-            out.push_str("entries:\n");
-            for (name, list) in &self.charts {
-                out.push_str("  ");
-                out.push_str(&yaml_key(name));
-                out.push_str(":\n");
-                for e in list {
-                    out.push_str(&e.yaml);
-                }
-            }
+            b"apiVersion: v1\nentries:\n"
+        }));
+        for (name, list) in self.charts.iter_mut() {
+            parts.push(list.blocks(name, &mut self.objects).yaml);
         }
-        out.push_str("generated: \"");
-        out.push_str(generated);
-        out.push_str("\"\n");
+        let mut tail = String::with_capacity(128);
+        tail.push_str("generated: \"");
+        tail.push_str(generated);
+        tail.push_str("\"\n");
         if self.layout.context_path.is_empty() {
-            out.push_str("serverInfo: {}\n");
+            tail.push_str("serverInfo: {}\n");
         } else {
-            out.push_str("serverInfo:\n  contextPath: ");
-            out.push_str(&yaml_key(&self.layout.context_path));
-            out.push('\n');
+            tail.push_str("serverInfo:\n  contextPath: ");
+            tail.push_str(&yaml_key(&self.layout.context_path));
+            tail.push('\n');
         }
-        out.into_bytes()
+        parts.push(Bytes::from(tail));
+        Pieces::new(parts)
     }
 
-    fn render_json(&mut self, generated: &str) -> Vec<u8> {
-        let mut out = String::new();
-        out.push_str("{\"apiVersion\":\"v1\",\"generated\":");
-        out.push_str(&json_str(generated));
-        out.push_str(",\"entries\":");
-        out.push_str(&String::from_utf8_lossy(&self.charts_json().all()));
-        out.push_str(",\"serverInfo\":");
+    fn render_json(&mut self, generated: &str) -> Pieces {
+        let mut parts = vec![Bytes::from(format!(
+            "{{\"apiVersion\":\"v1\",\"generated\":{},\"entries\":",
+            json_str(generated)
+        ))];
+        parts.extend(self.charts_json().all());
+        let mut tail = String::from(",\"serverInfo\":");
         if self.layout.context_path.is_empty() {
-            out.push_str("{}");
+            tail.push_str("{}");
         } else {
-            out.push_str("{\"contextPath\":");
-            out.push_str(&json_str(&self.layout.context_path));
-            out.push('}');
+            tail.push_str("{\"contextPath\":");
+            tail.push_str(&json_str(&self.layout.context_path));
+            tail.push('}');
         }
-        out.push('}');
-        out.into_bytes()
+        tail.push('}');
+        parts.push(Bytes::from(tail));
+        Pieces::new(parts)
     }
 
     /// `{"name":[versions...],...}` for `GET /api/charts`, prepared once per change.
@@ -392,19 +507,35 @@ impl RepoIndex {
         if let Some(c) = &self.charts_json {
             return c.clone();
         }
-        let c = Arc::new(ChartsJson::build(&self.charts));
+        let parts = self
+            .charts
+            .iter_mut()
+            .map(|(name, list)| list.blocks(name, &mut self.objects).json)
+            .collect();
+        let c = Arc::new(ChartsJson { parts });
         self.charts_json = Some(c.clone());
         c
     }
 
+    /// `[versions...]` of one chart (`GET /api/charts/<name>`), a slice of its block.
+    pub fn chart_json(&mut self, name: &str) -> Option<Bytes> {
+        let list = self.charts.get_mut(name)?;
+        let b = list.blocks(name, &mut self.objects);
+        Some(b.json.slice(b.array_at..))
+    }
+
     pub fn chart_versions(&self, name: &str) -> Option<&[Arc<Entry>]> {
-        self.charts.get(name).map(Vec::as_slice)
+        self.charts.get(name).map(|l| l.entries.as_slice())
     }
 
     /// Finds a version as ChartMuseum (Helm's `IndexFile.Get`) does: `latest` is the newest
     /// release; otherwise an exact version string, else a semver constraint.
     pub fn lookup(&self, name: &str, version: &str) -> Result<Arc<Entry>, LookupError> {
-        let list = self.charts.get(name).ok_or(LookupError::ChartNotFound)?;
+        let list = &self
+            .charts
+            .get(name)
+            .ok_or(LookupError::ChartNotFound)?
+            .entries;
         if list.is_empty() {
             return Err(LookupError::NoVersions);
         }
@@ -424,23 +555,6 @@ impl RepoIndex {
             .cloned()
             .ok_or_else(|| LookupError::NoMatch(format!("{name}-{label}")))
     }
-}
-
-pub fn versions_json(list: &[Arc<Entry>]) -> String {
-    let mut out = String::new();
-    push_versions_json(&mut out, list);
-    out
-}
-
-fn push_versions_json(out: &mut String, list: &[Arc<Entry>]) {
-    out.push('[');
-    for (i, e) in list.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&e.json);
-    }
-    out.push(']');
 }
 
 fn json_str(s: &str) -> String {
@@ -508,7 +622,7 @@ mod tests {
             ..Layout::default()
         });
         assert!(
-            String::from_utf8(idx.bytes().to_vec())
+            String::from_utf8(idx.pieces().to_vec())
                 .unwrap()
                 .contains("entries: {}")
         );
@@ -516,7 +630,7 @@ mod tests {
             add(&mut idx, "b", v);
         }
         add(&mut idx, "a", "1.0.0");
-        let text = String::from_utf8(idx.bytes().to_vec()).unwrap();
+        let text = String::from_utf8(idx.pieces().to_vec()).unwrap();
         let parsed: serde_json::Value = serde_norway::from_str(&text).unwrap();
         let versions: Vec<&str> = parsed["entries"]["b"]
             .as_array()
@@ -588,7 +702,7 @@ mod tests {
                     entry: Some(Arc::new(e)),
                 },
             );
-            let bytes = idx.bytes();
+            let bytes = idx.pieces().to_vec();
             let text = std::str::from_utf8(&bytes).unwrap();
             let mut parsed: Vec<serde_json::Value> =
                 vec![serde_norway::from_str(text).unwrap_or_else(|e| panic!("{e}: {text:?}"))];
@@ -617,6 +731,125 @@ mod tests {
         }
     }
 
+    /// Whether `inner` lies within the bytes of `outer` (the same allocation).
+    fn within(inner: &[u8], outer: &[u8]) -> bool {
+        let (i, o) = (inner.as_ptr() as usize, outer.as_ptr() as usize);
+        i >= o && i + inner.len() <= o + outer.len()
+    }
+
+    /// After a render each text is held once: every entry's YAML and JSON are slices of its
+    /// chart's blocks, which are the pieces sent; and a change rebuilds only its chart's
+    /// blocks, the other charts' pieces are the very same bytes.
+    #[test]
+    fn texts_are_held_once_and_a_change_costs_one_chart() {
+        let mut idx = RepoIndex::new(Layout::default());
+        for (n, v) in [
+            ("a", "1.0.0"),
+            ("a", "1.1.0"),
+            ("b", "1.0.0"),
+            ("c", "2.0.0"),
+        ] {
+            add(&mut idx, n, v);
+        }
+        let before = idx.pieces();
+        let _ = idx.charts_json();
+        for name in ["a", "b", "c"] {
+            let piece = before
+                .parts()
+                .iter()
+                .find(|p| p.starts_with(format!("  {name}:").as_bytes()))
+                .cloned()
+                .unwrap();
+            for e in idx.chart_versions(name).unwrap() {
+                assert!(
+                    within(e.yaml().as_bytes(), &piece),
+                    "{name}: YAML not a slice of the block"
+                );
+                let obj = &idx.objects()[&e.file];
+                assert!(
+                    Arc::ptr_eq(obj.entry.as_ref().unwrap(), e),
+                    "object and list disagree"
+                );
+            }
+        }
+        add(&mut idx, "a", "1.2.0");
+        let after = idx.pieces();
+        assert_eq!(after.parts().len(), before.parts().len());
+        let same = |i: usize| before.parts()[i].as_ptr() == after.parts()[i].as_ptr();
+        assert!(!same(1), "chart a was not rebuilt");
+        assert!(same(2) && same(3), "charts b and c were rebuilt");
+        // A version removed after its chart's blocks were built leaves nothing behind.
+        assert!(idx.remove("b-1.0.0.tgz"));
+        let text = String::from_utf8(idx.pieces().to_vec()).unwrap();
+        assert!(
+            !text.contains("b-1.0.0.tgz") && !text.contains("\n  b:\n"),
+            "{text}"
+        );
+    }
+
+    use proptest::strategy::Strategy as _;
+
+    #[derive(Debug, Clone)]
+    enum IndexOp {
+        Add(u8, u8),
+        Remove(u8, u8),
+        Render,
+        ChartsJson,
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::prelude::ProptestConfig::with_cases(200))]
+        /// Any sequence of changes and renders gives the index a fresh render of the same
+        /// versions gives, in both forms, and `/api/charts/<name>` is that chart's part.
+        #[test]
+        fn incremental_blocks_match_a_fresh_render(ops in proptest::collection::vec(
+            proptest::prop_oneof![
+                (0u8..3, 0u8..4).prop_map(|(c, v)| IndexOp::Add(c, v)),
+                (0u8..3, 0u8..4).prop_map(|(c, v)| IndexOp::Remove(c, v)),
+                proptest::prelude::Just(IndexOp::Render),
+                proptest::prelude::Just(IndexOp::ChartsJson),
+            ], 0..30), json in proptest::prelude::any::<bool>()) {
+            let layout = Layout { json, ..Layout::default() };
+            let mut idx = RepoIndex::new(layout.clone());
+            let mut present = std::collections::BTreeSet::new();
+            for op in ops {
+                match op {
+                    IndexOp::Add(c, v) => {
+                        add(&mut idx, &format!("c{c}"), &format!("1.{v}.0"));
+                        present.insert((c, v));
+                    }
+                    IndexOp::Remove(c, v) => {
+                        let known = idx.remove(&format!("c{c}-1.{v}.0.tgz"));
+                        proptest::prop_assert_eq!(known, present.remove(&(c, v)));
+                    }
+                    IndexOp::Render => { let _ = idx.pieces(); }
+                    IndexOp::ChartsJson => { let _ = idx.charts_json(); }
+                }
+            }
+            let mut fresh = RepoIndex::new(layout);
+            for (c, v) in &present {
+                add(&mut fresh, &format!("c{c}"), &format!("1.{v}.0"));
+            }
+            let strip = |b: Vec<u8>| {
+                let t = String::from_utf8(b).unwrap();
+                t.lines().filter(|l| !l.contains("generated")).collect::<Vec<_>>().join("\n")
+            };
+            if json {
+                let a: Value = serde_json::from_slice(&idx.pieces().to_vec()).unwrap();
+                let b: Value = serde_json::from_slice(&fresh.pieces().to_vec()).unwrap();
+                proptest::prop_assert_eq!(&a["entries"], &b["entries"]);
+            } else {
+                proptest::prop_assert_eq!(strip(idx.pieces().to_vec()), strip(fresh.pieces().to_vec()));
+            }
+            proptest::prop_assert_eq!(idx.charts_json().all().concat(), fresh.charts_json().all().concat());
+            for c in 0..3u8 {
+                let name = format!("c{c}");
+                proptest::prop_assert_eq!(idx.chart_json(&name), fresh.chart_json(&name));
+            }
+            proptest::prop_assert_eq!(idx.objects().len(), present.len());
+        }
+    }
+
     /// What a state file keeps of an entry (its JSON and YAML texts) gives the same entry
     /// back, for hostile strings too.
     #[test]
@@ -629,9 +862,10 @@ mod tests {
                 "h-1.0.0.tgz",
                 "charts/h-1.0.0.tgz",
             );
-            let back = Entry::from_rendered(&e.json, e.yaml(), "h-1.0.0.tgz", "charts/h-1.0.0.tgz")
-                .unwrap_or_else(|| panic!("refused its own texts for {v:?}"));
-            assert_eq!((&*back.json, back.yaml()), (&*e.json, e.yaml()));
+            let back =
+                Entry::from_rendered(e.json(), e.yaml(), "h-1.0.0.tgz", "charts/h-1.0.0.tgz")
+                    .unwrap_or_else(|| panic!("refused its own texts for {v:?}"));
+            assert_eq!((back.json(), back.yaml()), (e.json(), e.yaml()));
             assert_eq!((back.name.as_str(), back.version.as_str()), ("h", "1.0.0"));
         }
     }
@@ -642,7 +876,7 @@ mod tests {
     fn rendered_texts_must_fit() {
         let url = "charts/h-1.0.0.tgz";
         let e = Entry::new(&hostile_meta("k", "v"), "abc", 0, "h-1.0.0.tgz", url);
-        let (json, yaml) = (&*e.json, e.yaml());
+        let (json, yaml) = (e.json(), e.yaml());
         let refused = |j: &str, y: &str, file: &str, u: &str| {
             assert!(
                 Entry::from_rendered(j, y, file, u).is_none(),
@@ -707,7 +941,7 @@ mod tests {
             json: true,
         });
         add(&mut idx, "a", "1.0.0");
-        let v: serde_json::Value = serde_json::from_slice(&idx.bytes()).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&idx.pieces().to_vec()).unwrap();
         assert_eq!(v["serverInfo"]["contextPath"], "/cm");
         assert_eq!(v["entries"]["a"][0]["version"], "1.0.0");
     }
@@ -740,9 +974,13 @@ mod tests {
                     .skip(offset)
                     .take(limit)
                     .map(|name| {
-                        let list = idx.chart_versions(name).unwrap();
-                        let v: Value = serde_json::from_str(&versions_json(list)).unwrap();
-                        (name.clone(), v)
+                        let list: Vec<Value> = idx
+                            .chart_versions(name)
+                            .unwrap()
+                            .iter()
+                            .map(|e| serde_json::from_str(e.json()).unwrap())
+                            .collect();
+                        (name.clone(), Value::Array(list))
                     })
                     .collect();
                 let prepared = idx.charts_json();

@@ -86,6 +86,7 @@ fn run() -> anyhow::Result<()> {
         Command::Serve => {}
     }
     let cfg = daemon::load_config(&args)?;
+    limit_malloc_arenas();
     let runtime = if cfg.workers > 1 {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(cfg.workers)
@@ -101,7 +102,7 @@ fn run() -> anyhow::Result<()> {
         return runtime.block_on(async {
             let registry = daemon::build_registry(&cfg).await?;
             let repo = registry.repo("").await?;
-            let bytes = repo.index().bytes();
+            let bytes = repo.index().pieces().to_vec();
             use std::io::Write;
             std::io::stdout().write_all(&bytes)?;
             Ok(())
@@ -195,4 +196,20 @@ fn check_secret_files(cfg: &config::Config) -> Result<(), config::ConfigError> {
         }
     }
     Ok(())
+}
+
+/// glibc gives each thread that allocates its own heap (up to 8 per core); memory freed in one
+/// is not reused by another, so the blocking threads that unpack packages and parse state
+/// files leave heaps behind. Two are enough for one runtime thread and a few blocking ones
+/// (measured at 100,000 versions: peak RSS 186 -> 158 MiB). `MALLOC_ARENA_MAX` in the
+/// environment still decides when set.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        // SAFETY: mallopt only sets a tunable of the allocator; called before the runtime
+        // and its threads exist.
+        unsafe {
+            libc::mallopt(libc::M_ARENA_MAX, 2);
+        }
+    }
 }

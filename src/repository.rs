@@ -316,12 +316,22 @@ impl Repo {
                 return;
             }
         };
-        let url_prefix = self.index().layout.url_prefix.clone();
-        let loaded = chart::parse_off_thread(move || load_state_objects(&data, &url_prefix)).await;
-        let StateLoad {
-            objects,
-            distrusted,
-        } = match loaded {
+        let layout = self.index().layout.clone();
+        // Parsed, and on a first load built into a whole index with its blocks, in a
+        // blocking task: the runtime thread only swaps it in.
+        let loaded = chart::parse_off_thread(move || {
+            let l = load_state_objects(&data, &layout.url_prefix)?;
+            let n = l.objects.len();
+            let mut fresh = RepoIndex::new(layout);
+            for (file, obj) in l.objects {
+                fresh.upsert(&file, obj);
+            }
+            let _ = fresh.pieces();
+            let _ = fresh.charts_json();
+            Ok::<_, StateFileError>((fresh, n, l.distrusted))
+        })
+        .await;
+        let (fresh, n, distrusted) = match loaded {
             Ok(l) => l,
             Err(e) => {
                 warn!("state file not used; rebuilding from storage", "path" => &path,
@@ -329,10 +339,16 @@ impl Repo {
                 return;
             }
         };
-        let n = objects.len();
         let mut idx = self.index();
-        for (file, obj) in objects {
-            idx.upsert(&file, obj);
+        if idx.objects().is_empty() {
+            *idx = fresh;
+        } else {
+            // Only if something was recorded meanwhile: merge, that wins.
+            for (file, obj) in fresh.objects() {
+                if !idx.objects().contains_key(file) {
+                    idx.upsert(file, obj.clone());
+                }
+            }
         }
         drop(idx);
         if distrusted > 0 {
@@ -486,44 +502,19 @@ impl Repo {
         if !self.state_dirty.swap(false, Ordering::AcqRel) {
             return Ok(false);
         }
-        let body = {
-            let idx = self.index();
-            let mut out = String::with_capacity(1024 + idx.objects().len() * 700);
-            // The head with room for the checksum, which is filled in once the objects are
-            // written (no second copy of a large body).
-            out.push_str(&state_head());
-            let sum_at = out.len();
-            out.push_str(&"0".repeat(64));
-            out.push_str(STATE_MIDDLE);
-            let objects_at = out.len();
-            out.push('{');
-            let mut files: Vec<(&String, &Object)> = idx.objects().iter().collect();
-            files.sort_by(|a, b| a.0.cmp(b.0));
-            for (i, (file, obj)) in files.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&serde_json::to_string(file).unwrap_or_default());
-                out.push_str(&format!(
-                    ":{{\"size\":{},\"modified_ns\":{},\"entry\":",
-                    obj.size, obj.modified_ns
-                ));
-                match &obj.entry {
-                    Some(e) => {
-                        out.push_str(&e.json);
-                        out.push_str(",\"yaml\":");
-                        out.push_str(&serde_json::to_string(e.yaml()).unwrap_or_default());
-                    }
-                    None => out.push_str("null"),
-                }
-                out.push('}');
-            }
-            out.push('}');
-            let sum = sha256_hex(&out.as_bytes()[objects_at..]);
-            out.replace_range(sum_at..sum_at + 64, &sum);
-            out.push('}');
-            Bytes::from(out)
-        };
+        // A snapshot under the lock (shared entries, no texts copied); the document is built
+        // off the runtime thread.
+        let mut objects: Vec<(String, Object)> = self
+            .index()
+            .objects()
+            .iter()
+            .map(|(f, o)| (f.clone(), o.clone()))
+            .collect();
+        let body = chart::off_thread(move || {
+            objects.sort_by(|a, b| a.0.cmp(&b.0));
+            state_body(&objects)
+        })
+        .await;
         if let Err(e) = storage.put(&self.path(STATE_FILE), body).await {
             self.state_dirty.store(true, Ordering::Release);
             return Err(e);
@@ -534,6 +525,55 @@ impl Repo {
     pub fn is_empty(&self) -> bool {
         self.index().objects().is_empty()
     }
+}
+
+/// The state file of `objects` (sorted by file name): see [`parse_state`].
+fn state_body(objects: &[(String, Object)]) -> Bytes {
+    // Sized up front (the YAML item is escaped: a few bytes per line more), so the document
+    // is never copied while it grows.
+    let size: usize = objects
+        .iter()
+        .map(|(f, o)| {
+            f.len()
+                + 80
+                + o.entry
+                    .as_ref()
+                    .map_or(4, |e| e.json().len() + e.yaml().len() * 9 / 8 + 16)
+        })
+        .sum();
+    let mut out = String::with_capacity(1024 + size);
+    // The head with room for the checksum, which is filled in once the objects are written
+    // (no second copy of a large body).
+    out.push_str(&state_head());
+    let sum_at = out.len();
+    out.push_str(&"0".repeat(64));
+    out.push_str(STATE_MIDDLE);
+    let objects_at = out.len();
+    out.push('{');
+    for (i, (file, obj)) in objects.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&serde_json::to_string(file).unwrap_or_default());
+        out.push_str(&format!(
+            ":{{\"size\":{},\"modified_ns\":{},\"entry\":",
+            obj.size, obj.modified_ns
+        ));
+        match &obj.entry {
+            Some(e) => {
+                out.push_str(e.json());
+                out.push_str(",\"yaml\":");
+                out.push_str(&serde_json::to_string(e.yaml()).unwrap_or_default());
+            }
+            None => out.push_str("null"),
+        }
+        out.push('}');
+    }
+    out.push('}');
+    let sum = sha256_hex(&out.as_bytes()[objects_at..]);
+    out.replace_range(sum_at..sum_at + 64, &sum);
+    out.push('}');
+    Bytes::from(out)
 }
 
 /// Downloads and reads one package; `None` when it vanished meanwhile.
@@ -1033,7 +1073,7 @@ mod tests {
                 format!(
                     "{}:{{\"size\":1,\"modified_ns\":2,\"entry\":{}{y}}}",
                     serde_json::to_string(&e.file).unwrap(),
-                    e.json
+                    e.json()
                 )
             })
             .collect();
@@ -1062,7 +1102,7 @@ mod tests {
                 .into_iter()
                 .map(|(f, o)| {
                     let e = o.entry.unwrap();
-                    (f, e.json.to_string(), e.yaml().to_string())
+                    (f, e.json().to_string(), e.yaml().to_string())
                 })
                 .collect();
             got.sort();
@@ -1071,7 +1111,7 @@ mod tests {
         let want = |entries: &[Entry]| -> Vec<(String, String, String)> {
             entries
                 .iter()
-                .map(|e| (e.file.clone(), e.json.to_string(), e.yaml().to_string()))
+                .map(|e| (e.file.clone(), e.json().to_string(), e.yaml().to_string()))
                 .collect()
         };
         // Format 3 and format 2.

@@ -9,7 +9,6 @@ use super::route::Endpoint;
 use super::{ApiError, App, Body, empty, full, json_response};
 use crate::chart::{self, Metadata};
 use crate::config::Config;
-use crate::index::versions_json;
 use crate::keylock::{KeyGuard, KeyLock};
 use crate::repository::{Registry, Repo, sha256_hex};
 use crate::storage::{StorageError, join};
@@ -120,8 +119,11 @@ impl Ctx<'_> {
 
     async fn index(&self) -> Result<Response<Body>> {
         let repo = self.repo().await?;
-        let bytes = repo.index().bytes();
-        Ok(ok_body(bytes, "application/x-yaml"))
+        let pieces = repo.index().pieces();
+        Ok(with_type(
+            Response::new(pieces_body(pieces.parts())),
+            "application/x-yaml",
+        ))
     }
 
     async fn chart_file(&self, file: &str, head: bool) -> Result<Response<Body>> {
@@ -186,7 +188,7 @@ impl Ctx<'_> {
 
     async fn chart_versions(&self, name: &str, head: bool) -> Result<Response<Body>> {
         let repo = self.repo().await?;
-        let body = repo.index().chart_versions(name).map(versions_json);
+        let body = repo.index().chart_json(name);
         match (body, head) {
             (Some(_), true) => Ok(head_only(StatusCode::OK)),
             (Some(b), false) => Ok(json_response(StatusCode::OK, b)),
@@ -204,7 +206,7 @@ impl Ctx<'_> {
     async fn chart_version(&self, name: &str, version: &str, head: bool) -> Result<Response<Body>> {
         match (self.lookup(name, version).await, head) {
             (Ok(_), true) => Ok(head_only(StatusCode::OK)),
-            (Ok(e), false) => Ok(json_response(StatusCode::OK, e.json.to_string())),
+            (Ok(e), false) => Ok(json_response(StatusCode::OK, e.json_bytes())),
             (Err(_), true) => Ok(head_only(StatusCode::NOT_FOUND)),
             (Err(e), false) => Err(e),
         }
@@ -552,7 +554,10 @@ impl Ctx<'_> {
 }
 
 /// A body made of shared byte slices sent one after the other, with its exact length.
-struct Slices(std::collections::VecDeque<Bytes>);
+struct Slices {
+    parts: Arc<[Bytes]>,
+    next: usize,
+}
 
 impl http_body::Body for Slices {
     type Data = Bytes;
@@ -562,21 +567,34 @@ impl http_body::Body for Slices {
         mut self: std::pin::Pin<&mut Self>,
         _cx: &mut std::task::Context<'_>,
     ) -> std::task::Poll<Option<std::result::Result<http_body::Frame<Bytes>, std::io::Error>>> {
-        std::task::Poll::Ready(self.0.pop_front().map(|b| Ok(http_body::Frame::data(b))))
+        while let Some(b) = self.parts.get(self.next).cloned() {
+            self.next += 1;
+            if !b.is_empty() {
+                return std::task::Poll::Ready(Some(Ok(http_body::Frame::data(b))));
+            }
+        }
+        std::task::Poll::Ready(None)
     }
 
     fn is_end_stream(&self) -> bool {
-        self.0.is_empty()
+        self.parts[self.next.min(self.parts.len())..]
+            .iter()
+            .all(Bytes::is_empty)
     }
 
     fn size_hint(&self) -> http_body::SizeHint {
-        http_body::SizeHint::with_exact(self.0.iter().map(|b| b.len() as u64).sum())
+        let rest = &self.parts[self.next.min(self.parts.len())..];
+        http_body::SizeHint::with_exact(rest.iter().map(|b| b.len() as u64).sum())
     }
 }
 
 fn slices_body(pieces: Vec<Bytes>) -> Body {
+    pieces_body(pieces.into())
+}
+
+fn pieces_body(parts: Arc<[Bytes]>) -> Body {
     use http_body_util::BodyExt;
-    Slices(pieces.into_iter().filter(|b| !b.is_empty()).collect()).boxed()
+    Slices { parts, next: 0 }.boxed()
 }
 
 /// The longest file name a stored chart or provenance file may have, in bytes (the limit of

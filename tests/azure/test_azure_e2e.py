@@ -239,7 +239,7 @@ def test_helm_pulls_from_chartroom_on_azure(azurite, pool, tmp_path):
     again = on_azure(pool, azurite, prefix)
     wait_for_index(again, charts.versions())
     r = azurite.request("GET", prefix + "/chartroom-state.json")
-    assert r.status_code == 200 and json.loads(r.content)["format"] == "chartroom-state/2"
+    assert r.status_code == 200 and json.loads(r.content)["format"] == "chartroom-state/3"
 
 
 def test_two_instances_share_a_container(azurite, pool, tmp_path):

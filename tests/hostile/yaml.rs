@@ -283,7 +283,7 @@ proptest! {
                 modified_ns: 0,
                 entry: Some(std::sync::Arc::new(e)),
             });
-            let bytes = idx.bytes();
+            let bytes = idx.pieces().to_vec();
             let v: serde_json::Value = serde_norway::from_slice(&bytes).unwrap();
             let e = &v["entries"]["p"][0];
             prop_assert_eq!(&e["keywords"][0], &serde_json::Value::String(value.clone()));

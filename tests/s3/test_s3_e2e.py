@@ -211,7 +211,7 @@ def test_helm_pulls_from_chartroom_on_s3(seaweed, pool, tmp_path):
     again = on_s3(pool, seaweed, prefix)
     wait_for_index(again, charts.versions())
     r = requests.get(seaweed.filer_url(prefix + "/chartroom-state.json"), timeout=10)
-    assert r.status_code == 200 and json.loads(r.content)["format"] == "chartroom-state/2"
+    assert r.status_code == 200 and json.loads(r.content)["format"] == "chartroom-state/3"
 
 
 def test_two_instances_share_a_bucket(seaweed, pool, tmp_path):

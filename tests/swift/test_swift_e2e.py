@@ -169,7 +169,7 @@ def test_helm_pulls_from_chartroom_on_swift(swift, pool, helm_charts, tmp_path):
     wait_for_index(again, helm_charts.versions())
     state = swift.req("GET", swift.url(prefix + "/chartroom-state.json"))
     assert state.status_code == 200
-    assert json.loads(state.content)["format"] == "chartroom-state/2"
+    assert json.loads(state.content)["format"] == "chartroom-state/3"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -218,7 +218,7 @@ def test_two_instances_share_a_container(swift, pool):
         r = swift.req("GET", swift.url(prefix + "/chartroom-state.json"))
         assert r.status_code == 200
         doc = json.loads(r.content)
-        assert doc["format"] == "chartroom-state/2"
+        assert doc["format"] == "chartroom-state/3"
         time.sleep(0.3)
     assert digests(a) == digests(b)
 
