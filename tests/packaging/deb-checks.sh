@@ -114,8 +114,10 @@ trap stop_rebuild EXIT
 trap 'bad "interrupted"; stop_rebuild; summary' INT TERM
 start_rebuild() {
 	rebuild_start=$(date +%s)
-	export here CACHE WORK dsc
-	setsid bash -c "$(declare -f reproducible); reproducible" > "$WORK/rebuild.log" 2>&1 &
+	# (Its variables go to it alone: exported, CACHE would reach chartroom in autopkgtest's
+	# testbed as ChartMuseum's CACHE setting.)
+	here=$here CACHE=$CACHE WORK=$WORK dsc=$dsc \
+		setsid bash -c "$(declare -f reproducible); reproducible" > "$WORK/rebuild.log" 2>&1 &
 	rebuild_pid=$!
 }
 finish_rebuild() {
@@ -180,7 +182,11 @@ if [[ " $what " == *" autopkgtest "* ]]; then
 		rm -rf "$t" && mkdir -p "$t" && tar -C "$t" -xzf "$MINBASE" || return 1
 		cp /etc/resolv.conf "$t/etc/resolv.conf"
 		mount -t proc proc "$t/proc" || return 1
-		autopkgtest --output-dir "$WORK/autopkgtest-out" "$deb" "$dsc" -- chroot "$t"
+		# A clean environment: the chroot runner hands ours to the test (a CI's variables,
+		# or ChartMuseum-style ones such as PORT or CACHE, would reach chartroom).
+		env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME=/root \
+			LC_ALL=C.UTF-8 \
+			autopkgtest --output-dir "$WORK/autopkgtest-out" "$deb" "$dsc" -- chroot "$t"
 		rc=$?
 		umount "$t/proc"
 		rm -rf "$t"
@@ -244,7 +250,11 @@ find_old_version() {
 	# None kept: build the parent once (a fresh machine), and keep it.
 	local parent=$head
 	[ -n "$dirty" ] || parent=$(git -C "$SRC" rev-parse -q --verify "HEAD^" 2> /dev/null) || {
-		skip_why="HEAD has no parent commit"
+		if [ "$(git -C "$SRC" rev-parse --is-shallow-repository)" = true ]; then
+			skip_why="shallow clone: HEAD's parent commit is not in it (clone with more history)"
+		else
+			skip_why="HEAD has no parent commit"
+		fi
 		return
 	}
 	echo "   no package kept for an ancestor of HEAD in $PREVIOUS: building commit ${parent:0:12}"
