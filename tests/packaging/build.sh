@@ -21,6 +21,14 @@
 #   CHARTROOM_PKG_BUILDER  pbuilder (default): the clean chroot; rustup: the fallback, a build
 #                       on this host with the rustup toolchain (~/.cargo/bin) and the
 #                       pkg.chartroom.rustup profile, in a network namespace (unshare --net)
+#   CHARTROOM_PKG_BUILD_ONLY=1  stop after the build (no lintian, contents or patch checks):
+#                       how deb-checks.sh builds a parent commit for its upgrade test
+#   CHARTROOM_PKG_COMMIT  the commit the source is (default: HEAD of a git checkout whose
+#                       working tree is clean, else none)
+#   CHARTROOM_PKG_PREVIOUS  where the .debs of pbuilder builds are kept by commit, for the
+#                       upgrade test of deb-checks.sh (default $CHARTROOM_PBUILDER_CACHE/previous,
+#                       i.e. /var/cache/chartroom-test/pbuilder/previous/<commit>/; the newest
+#                       $CHARTROOM_PKG_PREVIOUS_KEEP (default 6) commits are kept)
 # Last line: "packaging: N passed, M failed"; exit status 0 only if nothing failed.
 set -uo pipefail
 
@@ -71,6 +79,27 @@ fi
 
 rm -rf "$WORK"
 mkdir -p "$WORK/logs" "$OUT"
+
+# The commit this build is of, if it is exactly one: its .debs are kept for later upgrade tests.
+commit=${CHARTROOM_PKG_COMMIT:-}
+if [ -z "$commit" ] && git -C "$SRC" rev-parse --git-dir > /dev/null 2>&1 &&
+	[ -z "$(git -C "$SRC" status --porcelain 2> /dev/null)" ]; then
+	commit=$(git -C "$SRC" rev-parse HEAD)
+fi
+PREVIOUS=${CHARTROOM_PKG_PREVIOUS:-${CHARTROOM_PBUILDER_CACHE:-/var/cache/chartroom-test/pbuilder}/previous}
+# keep_previous: after a successful pbuilder build of a known commit, keep its .debs in
+# $PREVIOUS/<commit>/ (the newest few commits only).
+keep_previous() {
+	[ "$BUILDER" = pbuilder ] && [ -n "$commit" ] && [ "$failed" -eq 0 ] || return 0
+	local d=$PREVIOUS/$commit
+	rm -rf "$d.tmp" && mkdir -p "$d.tmp" &&
+		cp "$OUT"/chartroom_"$debver"_*.deb "$d.tmp/" &&
+		rm -rf "$d" && mv "$d.tmp" "$d" &&
+		echo "kept the .deb of commit $commit in $d for later upgrade tests"
+	local old
+	ls -1td "$PREVIOUS"/*/ 2> /dev/null | tail -n +$((${CHARTROOM_PKG_PREVIOUS_KEEP:-6} + 1)) |
+		while IFS= read -r old; do rm -rf "$old"; done
+}
 
 # --- tools -------------------------------------------------------------------------------
 install_tools() {
@@ -195,6 +224,10 @@ check "the source package carries make-orig's tarball, byte for byte" \
 [ -s "$deb" ] || summary
 cp "$area"/chartroom_"$debver"* "$area/chartroom_$version.orig.tar.xz" "$OUT/" 2>/dev/null
 cp "$area"/chartroom-dbgsym_"$debver"_*.deb "$OUT/" 2>/dev/null
+if [ "${CHARTROOM_PKG_BUILD_ONLY:-}" = 1 ]; then
+	keep_previous
+	summary
+fi
 
 # --- lintian -----------------------------------------------------------------------------
 run_lintian() {
@@ -375,4 +408,5 @@ patch_test() {
 timed patch-test patch_test
 check "a debian/patches patch of a vendored crate (gbp pq, checksums refreshed) applies and builds" test $? -eq 0
 cd "$WORK/chartroom" && git checkout -q debian/latest
+keep_previous
 summary
