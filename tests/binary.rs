@@ -33,27 +33,39 @@ fn free_port() -> u16 {
 }
 
 fn start(args: &[&str], env: &[(&str, &str)]) -> Proc {
-    let port = free_port();
-    let mut cmd = Command::new(BIN);
-    cmd.args(args)
-        .env_clear()
-        .env("PORT", port.to_string())
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let child = cmd.spawn().unwrap();
-    let p = Proc { child, port };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Instant::now() < deadline {
-        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return p;
+    // Tests run in parallel: a port found free may be taken by another test's server before
+    // ours binds it (ours then exits, and the probe reaches the other one). So the server
+    // must still be running once its port answers; else try another port.
+    for _ in 0..5 {
+        let port = free_port();
+        let mut cmd = Command::new(BIN);
+        cmd.args(args)
+            .env_clear()
+            .env("PORT", port.to_string())
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        for (k, v) in env {
+            cmd.env(k, v);
         }
-        std::thread::sleep(Duration::from_millis(20));
+        let child = cmd.spawn().unwrap();
+        let mut p = Proc { child, port };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            if p.child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                std::thread::sleep(Duration::from_millis(100));
+                if p.child.try_wait().unwrap().is_none() {
+                    return p;
+                }
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
-    panic!("chartroom did not start listening on {port}");
+    panic!("chartroom did not start listening");
 }
 
 /// A minimal HTTP/1.1 client: (status, body).
